@@ -1,0 +1,1 @@
+"""MiniFrance facts, data sources, readers and tinyMiniFrance subsampling."""
