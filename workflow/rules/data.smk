@@ -1,0 +1,91 @@
+# download or generate → index and check every tile → tinyMiniFrance subsampling → packed training arrays
+
+
+localrules:
+    fetch,
+
+
+rule generate:
+    output:
+        directory("data/raw/synthetic"),
+    params:
+        cfg=lambda w: as_json({"source": "synthetic", "synthetic": config["data"]["synthetic"]}),
+    log:
+        "logs/data/generate.log",
+    benchmark:
+        "benchmarks/data/generate.tsv"
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "tmf generate --out {output} --cfg {params.cfg:q} > {log} 2>&1"
+
+
+rule fetch:
+    output:
+        directory("data/raw/{source}"),
+    wildcard_constraints:
+        source="minifrance|dfc2022",
+    params:
+        cfg=lambda w: as_json({k: config["data"][k] for k in ("source", "url", "sha256")}),
+    log:
+        "logs/data/fetch_{source}.log",
+    resources:
+        mem_mb=2000,
+        runtime=600,
+    shell:
+        "tmf fetch --out {output} --cfg {params.cfg:q} > {log} 2>&1"
+
+
+rule index_tiles:
+    input:
+        RAW,
+    output:
+        "data/tiles.csv",
+    log:
+        "logs/data/index_tiles.log",
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=60,
+    shell:
+        "tmf index --root {input} --out {output} > {log} 2>&1"
+
+
+rule subsample:
+    input:
+        tiles="data/tiles.csv",
+        raw=RAW,
+    output:
+        manifest=MANIFEST,
+        shares=f"{TINY}/class_shares.csv",
+        crops=[directory(f"{TINY}/{split}") for split in ("labeled", "unlabeled", "test")],
+    params:
+        cfg=lambda w: as_json(config["subsample"]),
+    log:
+        "logs/data/subsample.log",
+    benchmark:
+        "benchmarks/data/subsample.tsv"
+    threads: workflow.cores
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    shell:
+        "tmf subsample --tiles {input.tiles} --root {input.raw} --out {TINY} --workers {threads} "
+        "--cfg {params.cfg:q} > {log} 2>&1"
+
+
+rule pack:
+    input:
+        manifest=MANIFEST,
+        crops=rules.subsample.output.crops,
+    output:
+        images=PACKED_IMAGES,
+        labels=PACKED_LABELS,
+    log:
+        "logs/data/pack.log",
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "tmf pack --manifest {input.manifest} --out {TINY}/packed > {log} 2>&1"
