@@ -1,22 +1,13 @@
-import json
 import os
-import sys
 
 from snakemake.utils import validate
 
-from tmf.data.minifrance import CITY_NAMES
+from tmf.workflow import as_json, setup_environment
 
 
 # Fills in every default of the schema, so the rest of the workflow reads config[...] without .get().
 validate(config, "../schemas/params.schema.yaml")
-
-# Telemetry off for every tool the jobs start.
-for _var, _val in (("DVC_NO_ANALYTICS", "1"), ("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "1")):
-    os.environ.setdefault(_var, _val)
-# Jobs call the `tmf` installed beside the Python that runs Snakemake, activated virtualenv or not.
-os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-# Tracking settings travel by environment, not by params: switching MLflow on or off must not re-run jobs.
-os.environ["TMF_TRACKING_CFG"] = json.dumps(config["tracking"], sort_keys=True)
+setup_environment(config)
 
 
 SOURCE = config["data"]["source"]
@@ -25,6 +16,7 @@ TINY = "data/tinyminifrance"
 MANIFEST = f"{TINY}/manifest.csv"
 PACKED_IMAGES = f"{TINY}/packed/images.npy"
 PACKED_LABELS = f"{TINY}/packed/labels.npy"
+SOFTWARE = "../envs/tmf.yaml"
 
 
 wildcard_constraints:
@@ -36,12 +28,6 @@ wildcard_constraints:
     fraction=r"[0-9.]+",
 
 
-def as_json(obj):
-    """A rule's parameters as one canonical JSON string for `tmf ... --cfg` (also what Snakemake compares
-    to decide whether the parameters changed)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
-
-
 def without(section, *keys):
     """A params section minus the keys that only enumerate jobs (methods, seeds...): adding a method must
     not re-run the jobs of the others."""
@@ -51,3 +37,22 @@ def without(section, *keys):
 def compute_params():
     """What every compute job depends on besides its own section."""
     return {"device": config["device"], "threads": config["threads"]}
+
+
+def pretrain_params(method):
+    """Exactly what one method's run depends on: the shared training settings and its own method params."""
+    cfg = without("pretrain", "methods", "seeds", "method_params")
+    cfg["method_params"] = {method: config["pretrain"].get("method_params", {}).get(method, {})}
+    return as_json({**cfg, **compute_params()})
+
+
+def pretrained_encoder(method, seed=None):
+    """The encoder a later stage reads for an SSL method: the same seed when it was pretrained, else the first."""
+    seeds = config["pretrain"]["seeds"]
+    s = int(seed) if seed is not None and int(seed) in seeds else seeds[0]
+    return f"results/pretrain/{method}/seed{s}/encoder.pt"
+
+
+def notebook_params(**kw):
+    """Parameters of a report notebook: the report section (figure settings) and the files it reads."""
+    return as_json({"source": SOURCE, "dpi": config["report"]["dpi"], **kw})

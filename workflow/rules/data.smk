@@ -17,6 +17,8 @@ rule generate:
     resources:
         mem_mb=2000,
         runtime=30,
+    conda:
+        SOFTWARE
     shell:
         "tmf generate --out {output} --cfg {params.cfg:q} > {log} 2>&1"
 
@@ -33,6 +35,8 @@ rule fetch:
     resources:
         mem_mb=2000,
         runtime=600,
+    conda:
+        SOFTWARE
     shell:
         "tmf fetch --out {output} --cfg {params.cfg:q} > {log} 2>&1"
 
@@ -48,6 +52,8 @@ rule index_tiles:
     resources:
         mem_mb=2000,
         runtime=60,
+    conda:
+        SOFTWARE
     shell:
         "tmf index --root {input} --out {output} > {log} 2>&1"
 
@@ -62,6 +68,7 @@ rule subsample:
         crops=[directory(f"{TINY}/{split}") for split in ("labeled", "unlabeled", "test")],
     params:
         cfg=lambda w: as_json(config["subsample"]),
+        out=lambda w, output: os.path.dirname(output.manifest),
     log:
         "logs/data/subsample.log",
     benchmark:
@@ -70,8 +77,10 @@ rule subsample:
     resources:
         mem_mb=4000,
         runtime=120,
+    conda:
+        SOFTWARE
     shell:
-        "tmf subsample --tiles {input.tiles} --root {input.raw} --out {TINY} --workers {threads} "
+        "tmf subsample --tiles {input.tiles} --root {input.raw} --out {params.out} --workers {threads} "
         "--cfg {params.cfg:q} > {log} 2>&1"
 
 
@@ -82,10 +91,14 @@ rule pack:
     output:
         images=PACKED_IMAGES,
         labels=PACKED_LABELS,
+    params:
+        out=lambda w, output: os.path.dirname(output.images),
     log:
         "logs/data/pack.log",
     resources:
         mem_mb=4000,
         runtime=60,
+    conda:
+        SOFTWARE
     shell:
-        "tmf pack --manifest {input.manifest} --out {TINY}/packed > {log} 2>&1"
+        "tmf pack --manifest {input.manifest} --out {params.out} > {log} 2>&1"

@@ -8,10 +8,6 @@ localrules:
     report_index,
 
 
-def notebook_params(**kw):
-    return as_json({"source": SOURCE, "dpi": config["report"]["dpi"], **kw})
-
-
 rule report_data:
     input:
         notebook="workflow/notebooks/data.ipynb",
@@ -28,6 +24,8 @@ rule report_data:
                                             class_shares=input.shares, packed=f"{TINY}/packed"),
     log:
         "logs/report/data.log",
+    conda:
+        SOFTWARE
     shell:
         "tmf report-notebook --template {input.notebook} --html {output.html} --ipynb {output.ipynb} "
         "--parameters {params.nb:q} > {log} 2>&1"
@@ -49,6 +47,8 @@ rule report_pretraining:
         nb=notebook_params(runs=PRETRAIN_RUNS),
     log:
         "logs/report/pretraining.log",
+    conda:
+        SOFTWARE
     shell:
         "tmf report-notebook --template {input.notebook} --html {output.html} --ipynb {output.ipynb} "
         "--parameters {params.nb:q} > {log} 2>&1"
@@ -69,9 +69,12 @@ rule report_index:
     output:
         "reports/index.html",
     params:
+        source=SOURCE,
         pages=" ".join(f"--page {t!r} {p} {d!r}" for t, p, d in REPORT_PAGES),
     log:
         "logs/report/index.log",
+    conda:
+        SOFTWARE
     shell:
-        "tmf report-index --out {output} --source {SOURCE} --class-shares {input.shares} {params.pages} "
+        "tmf report-index --out {output} --source {params.source} --class-shares {input.shares} {params.pages} "
         "> {log} 2>&1"
