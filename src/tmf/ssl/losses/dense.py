@@ -1,0 +1,125 @@
+"""Dense contrastive learning with optimal-transport patch matching (DenseCL, Wang et al. 2021; Berg 2024,
+seed 000 §3.3, eq. 3.18–3.24).
+
+Inputs are the dense projections f (N, P, d) of the P = h·w patches of each view and the global projections
+g (N, d); everything is L2-normalised here. For image i the patches of view A are matched to those of view B by a
+plan π_i (P × P) computed **without gradient** from the cosine cost C_jk = −sim(f^A_ij, f^B_ik) (eq. 3.21), with
+uniform marginals 1/P:
+
+- ``"argmax"``: DenseCL, t⁺(j) = argmax_k sim (eq. 3.18), the plan puts 1/P on (j, t⁺(j));
+- ``"exact"``: exact OT, ``ot.emd`` (eq. 3.22);
+- ``"entropic"``: ``ot.sinkhorn`` with regularisation ε (10 or 1000 in Table 3.5);
+- ``"unbalanced"``: ``ot.unbalanced.sinkhorn_unbalanced`` with entropic ε and marginal relaxation ``reg_m``
+  (0.05 in Table 3.5), so dissimilar patches may keep their mass;
+- ``"uniform"``: π_jk = 1/P² (Table 3.5 "Uniform"); its argmax is arbitrary, so it is always used soft.
+
+Weights W_jk: hard = one-hot of argmax_k π_jk (eq. 3.23); soft = P·π_jk (eq. 3.24; rows sum to 1 for balanced
+plans, to less for unbalanced ones, which is the point). With s_jk = sim(f^A_ij, f^B_ik)/τ and negatives n_l (the
+dense key queue when given, else the pooled dense view-B features of the other images of the batch, eq. 3.19
+"image-level representation of sample k"), each candidate gives the InfoNCE term
+ℓ_jk = −log( e^{s_jk} / (e^{s_jk} + Σ_l e^{sim(f^A_ij, n_l)/τ}) ) and
+``L_dense = mean_{i,j} Σ_k W_ijk ℓ_ijk``. The global term is InfoNCE between g_A and g_B (eq. 3.20; against the
+global queue when given). ``L = (L_global + L_dense) / 2`` (equal weights, DenseCL's λ = 0.5).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ._util import full
+from .contrastive import moco_infonce
+
+MATCHINGS = ("argmax", "exact", "entropic", "unbalanced", "uniform")
+
+
+@torch.no_grad()
+def match_plans(f_a: torch.Tensor, f_b: torch.Tensor, matching: str = "argmax", eps: float = 10.0,
+                reg_m: float = 0.05) -> torch.Tensor:
+    """(N, P, P) plans π_i between the patches of view A and view B of each image (no gradient); see the
+    module docstring. POT runs on float64 NumPy copies on the CPU."""
+    import ot
+
+    if matching not in MATCHINGS:
+        raise ValueError(f"dense matching must be one of {MATCHINGS}, got {matching!r}")
+    a = F.normalize(full(f_a.detach()), dim=-1)
+    b = F.normalize(full(f_b.detach()), dim=-1)
+    n, p, _ = a.shape
+    sim = a @ b.transpose(1, 2)  # (N, P, P)
+    if matching == "uniform":
+        return torch.full_like(sim, 1.0 / (p * p))
+    if matching == "argmax":
+        plans = torch.zeros_like(sim)
+        plans.scatter_(2, sim.argmax(dim=2, keepdim=True), 1.0 / p)
+        return plans
+    cost = (-sim).double().cpu().numpy()
+    marg = np.full(p, 1.0 / p)
+    out = np.empty_like(cost)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # POT's convergence warnings at large ε are expected and harmless here
+        for i in range(n):
+            if matching == "exact":
+                out[i] = ot.emd(marg, marg, cost[i])
+            elif matching == "entropic":
+                out[i] = ot.sinkhorn(marg, marg, cost[i], reg=eps)
+            else:
+                out[i] = ot.unbalanced.sinkhorn_unbalanced(marg, marg, cost[i], reg=eps, reg_m=reg_m)
+    return torch.from_numpy(out).to(dtype=sim.dtype, device=sim.device)
+
+
+def match_weights(plans: torch.Tensor, matching: str, soft: bool) -> torch.Tensor:
+    """Weights W of the dense term: P·π when soft (and always for "uniform"), else one-hot of the row argmax."""
+    p = plans.shape[-1]
+    if soft or matching == "uniform":
+        return plans * p
+    w = torch.zeros_like(plans)
+    return w.scatter_(2, plans.argmax(dim=2, keepdim=True), 1.0)
+
+
+def dense_contrastive(f_a: torch.Tensor, f_b: torch.Tensor, g_a: torch.Tensor, g_b: torch.Tensor,
+                      matching: str = "argmax", soft: bool = False, eps: float = 10.0, reg_m: float = 0.05,
+                      temperature: float = 0.2,
+                      queue: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """DenseCL / dense OT contrastive loss ``(L_global + L_dense) / 2`` (seed 000 eq. 3.19–3.20, 3.24).
+
+    f_a, f_b: (N, P, d) dense projections of the two views (view B usually from the momentum encoder);
+    g_a, g_b: (N, d) global projections; queue: None (in-batch negatives) or (global key queue (K, d), dense key
+    queue (K', d)), as DenseCL's two queues.
+    """
+    if f_a.ndim != 3 or f_a.shape != f_b.shape:
+        raise ValueError(f"dense_contrastive: f_a and f_b must be (N, P, d) of the same shape, got "
+                         f"{tuple(f_a.shape)} and {tuple(f_b.shape)}")
+    if g_a.ndim != 2 or g_a.shape != g_b.shape or g_a.shape[0] != f_a.shape[0]:
+        raise ValueError(f"dense_contrastive: g_a and g_b must be (N, d) with N = {f_a.shape[0]}, got "
+                         f"{tuple(g_a.shape)} and {tuple(g_b.shape)}")
+    n = f_a.shape[0]
+    if queue is None and n < 2:
+        raise ValueError("dense_contrastive: in-batch negatives need a batch of at least 2 (or give a queue)")
+    qa = F.normalize(full(f_a), dim=-1)
+    kb = F.normalize(full(f_b), dim=-1)
+
+    # global term (eq. 3.20)
+    if queue is not None:
+        loss_global = moco_infonce(g_a, g_b, queue[0], temperature)
+    else:
+        ga = F.normalize(full(g_a), dim=1)
+        gb = F.normalize(full(g_b), dim=1)
+        loss_global = F.cross_entropy(ga @ gb.T / temperature, torch.arange(n, device=ga.device))
+
+    # dense term (eq. 3.19 / 3.24)
+    weights = match_weights(match_plans(f_a, f_b, matching, eps, reg_m), matching, soft)
+    pos = qa @ kb.transpose(1, 2) / temperature  # (N, P, P)
+    if queue is not None:
+        negs = F.normalize(full(queue[1]), dim=1)
+        neg_lse = torch.logsumexp(torch.einsum("npd,kd->npk", qa, negs) / temperature, dim=2)  # (N, P)
+    else:
+        pooled = F.normalize(kb.mean(1), dim=1)  # (N, d) image-level view-B features
+        neg_logits = torch.einsum("npd,kd->npk", qa, pooled) / temperature  # (N, P, N)
+        own = torch.eye(n, dtype=torch.bool, device=qa.device)[:, None, :]
+        neg_lse = torch.logsumexp(neg_logits.masked_fill(own, float("-inf")), dim=2)
+    ell = torch.logaddexp(pos, neg_lse[:, :, None]) - pos  # (N, P, P) InfoNCE term per candidate
+    loss_dense = (weights * ell).sum(2).mean()
+    return 0.5 * (loss_global + loss_dense)
