@@ -204,6 +204,33 @@ def test_head_equals_the_pointwise_formula():
             np.testing.assert_allclose(got[0, :, i, j].detach().numpy(), want.detach().numpy(), atol=1e-10)
 
 
+@pytest.mark.parametrize("clip_r", [None, 1.0])
+@pytest.mark.parametrize("scale", [0.1, 3.0, 100.0])
+def test_head_fast_path_equals_geoopt_embedding_then_eq_5_2(scale, clip_r):
+    """forward() (channel layout, analytic radius) = horospherical_logits(geoopt expmap0 + project)."""
+    torch.manual_seed(3)
+    head = HorosphericalHead(6, 5, 4, prototypes="random", clip_r=clip_r)
+    with torch.no_grad():
+        head.bias.copy_(torch.randn(5))
+    feats = torch.randn(2, 6, 5, 4) * scale
+    with torch.no_grad():
+        fast = head(feats)
+        x = head.embed_ball(feats)
+        slow = horospherical_logits(x, head.prototypes, head.bias, head.phi).movedim(-1, 1)
+    assert torch.all(x.norm(dim=-1) < 1)
+    np.testing.assert_allclose(fast.numpy(), slow.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_state_dict_round_trip_restores_the_prototypes():
+    torch.manual_seed(0)
+    a = HorosphericalHead(4, 5, 3, prototypes="random", seed=1)
+    b = HorosphericalHead(4, 5, 3, prototypes="random", seed=2)
+    assert not torch.equal(a.prototypes, b.prototypes)
+    b.load_state_dict(a.state_dict())
+    feats = torch.randn(1, 4, 3, 3)
+    assert torch.equal(a(feats), b(feats))
+
+
 def test_fixed_prototypes_are_a_buffer_and_do_not_move():
     head = HorosphericalHead(4, 5, 2, prototypes="uniform", learn_prototypes=False, bias=False)
     names = {n for n, _ in head.named_parameters()}

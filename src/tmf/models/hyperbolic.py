@@ -376,27 +376,47 @@ class HorosphericalHead(nn.Module):
         else:
             self.register_buffer("bias", torch.zeros(n_classes))
 
-    def _compute_dtype(self, features: torch.Tensor) -> torch.dtype:
-        return torch.float64 if features.dtype == torch.float64 else torch.float32
-
-    def embed_ball(self, features: torch.Tensor) -> torch.Tensor:
-        """Ball embeddings ``x = exp₀(conv1x1(features))``, (N, H, W, d), float32/64."""
+    def _check(self, features: torch.Tensor) -> torch.dtype:
         if features.ndim != 4 or features.shape[1] != self.in_channels:
             raise ValueError(
                 f"HorosphericalHead expects features (N, {self.in_channels}, H, W), got {tuple(features.shape)}"
             )
-        dt = self._compute_dtype(features)
+        return torch.float64 if features.dtype == torch.float64 else torch.float32
+
+    def _tangent(self, features: torch.Tensor, dt: torch.dtype) -> torch.Tensor:
+        return F.conv2d(features.to(dt), self.embed.weight.to(dt), self.embed.bias.to(dt))
+
+    def embed_ball(self, features: torch.Tensor) -> torch.Tensor:
+        """Ball embeddings ``x = exp₀(conv1x1(features))``, (N, H, W, d), float32/64, by geoopt's
+        ``expmap0`` + ``project`` (:func:`to_poincare`); for analysis and plots."""
+        dt = self._check(features)
         with torch.autocast(device_type=features.device.type, enabled=False):
-            u = F.conv2d(features.to(dt), self.embed.weight.to(dt), self.embed.bias.to(dt))
-            return to_poincare(u.movedim(1, -1), self.clip_r)
+            return to_poincare(self._tangent(features, dt).movedim(1, -1), self.clip_r)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x = self.embed_ball(features)
+        """Logits (N, K, H, W) of eq. 5.2 at ``x = exp₀(u)``, ``u = conv1x1(features)``.
+
+        Same values as ``horospherical_logits(embed_ball(features), ...)`` (tested), computed in the
+        channel layout without (N, H, W, d) temporaries: ``‖x‖ = r = min(tanh ‖u‖, 1 − eps)`` (geoopt's
+        projection radius), ``x = (r/‖u‖)·u``, ``⟨p_k, x⟩ = (r/‖u‖)·conv1x1(u; p_k)``, so that
+        ``ξ_k = −log(‖p_k‖² − 2⟨p_k, x⟩ + r²) + (1 + φ)·log(1 − r²) + a_k``.
+        """
+        dt = self._check(features)
         with torch.autocast(device_type=features.device.type, enabled=False):
-            logits = horospherical_logits(
-                x, self.prototypes.to(x.dtype), self.bias.to(x.dtype), self.phi
+            u = self._tangent(features, dt)
+            n = u.norm(dim=1, keepdim=True).clamp_min(1e-15)
+            n_eff = n if self.clip_r is None else n.clamp_max(self.clip_r)
+            maxnorm = 1.0 - (4e-3 if dt == torch.float32 else 1e-5)  # as geoopt's PoincareBall.projx
+            r = torch.tanh(n_eff).clamp_max(maxnorm)
+            p = self.prototypes.to(dt)
+            pu = F.conv2d(u, p[:, :, None, None])  # ⟨p_k, u⟩, (N, K, H, W)
+            sq = (p * p).sum(1)[None, :, None, None] - 2.0 * (r / n) * pu + r * r
+            one_minus = (1.0 - r * r).clamp_min(1e-15)
+            return (
+                -torch.log(sq.clamp_min(1e-15))
+                + (1.0 + self.phi) * torch.log(one_minus)
+                + self.bias.to(dt)[None, :, None, None]
             )
-        return logits.movedim(-1, 1)
 
     def extra_repr(self) -> str:
         return (
