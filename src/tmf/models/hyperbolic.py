@@ -477,7 +477,7 @@ def riemannian_adam(
     if euclid:
         groups.append({"params": euclid, "weight_decay": weight_decay})
     if manifold:
-        groups.append({"params": manifold, "weight_decay": 0.0, "lr": prototype_lr or lr})
+        groups.append({"params": manifold, "weight_decay": 0.0, "lr": lr if prototype_lr is None else prototype_lr})
     if not groups:
         raise ValueError("riemannian_adam: no trainable parameters")
     return geoopt.optim.RiemannianAdam(groups, lr=lr)
