@@ -1,0 +1,63 @@
+"""``tmf evaluate`` (one evaluation job) and ``tmf collect`` (the table of every job)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from tmf.cli import add_cfg_arguments
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score one encoder/method on tinyMiniFrance segmentation (one protocol, label fraction and seed)",
+        description="One evaluation job (SPEC.md §5). Writes OUT/metrics.json and OUT/predictions.png.",
+    )
+    p.add_argument("--protocol", required=True,
+                   help="linear | finetune | finetune_horospherical | finetune_euclidean | knn | logreg")
+    p.add_argument("--method", required=True,
+                   help="an SSL method name (with --encoder results/pretrain/<method>/seed<k>/encoder.pt), or a "
+                        "baseline: random, imagenet, supervised, oracle, berundanet_l1, berundanet_kmeans")
+    p.add_argument("--fraction", type=float, required=True, help="label fraction in (0, 1]")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--manifest", default="data/tinyminifrance/manifest.csv")
+    p.add_argument("--packed", default="data/tinyminifrance/packed", help="folder with images.npy and labels.npy")
+    p.add_argument("--encoder", default="none", help="encoder file (encoder.pt or torchvision weights) or 'none'")
+    p.add_argument("--out", required=True, help="output folder (results/evaluate/<protocol>/<method>/frac<f>/seed<k>)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    add_cfg_arguments(p)
+    p.set_defaults(func=_evaluate)
+
+    c = sub.add_parser(
+        "collect",
+        help="gather evaluation metrics.json files into summary.csv (one row per run) and summary_agg.csv",
+        description="Tidy table of every evaluation run, and mean ± std over seeds per protocol × method × fraction.",
+    )
+    c.add_argument("--inputs", nargs="+", required=True, help="metrics.json files")
+    c.add_argument("--out", default="results/evaluate/summary.csv")
+    c.set_defaults(func=_collect)
+
+
+def _evaluate(args) -> int:
+    from tmf.config import section_arg
+    from tmf.evaluate.run import run_job
+
+    cfg = section_arg(args.cfg, args.params, "evaluate")
+    m = run_job(args.protocol, args.method, args.fraction, args.seed, args.manifest, args.packed, args.encoder,
+                args.out, cfg, device=args.device, threads=args.threads)
+    log.info("%s/%s frac %s seed %d: OA %.4f mIoU %.4f kappa %.4f (%.1f s)", m["protocol"], m["method"],
+             m["fraction"], m["seed"], m["oa"] or float("nan"), m["miou"] or float("nan"),
+             m["kappa"] or float("nan"), m["seconds"])
+    return 0
+
+
+def _collect(args) -> int:
+    from tmf.evaluate.run import collect
+
+    out, agg = collect(args.inputs, args.out)
+    log.info("wrote %s and %s", out, agg)
+    return 0

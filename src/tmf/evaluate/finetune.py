@@ -1,0 +1,193 @@
+"""Full fine-tuning of an encoder–decoder (SPEC.md §5; seed 000 §4.1 Table 4.2 protocol; seed 004 Table 3.1).
+
+One recipe, several starting points and label pools (docs/evaluation.md):
+
+- SSL methods, ``random`` and ``imagenet``: the pretrained (or random) ResNet becomes the U-Net's encoder; the
+  encoder is frozen for the first ``freeze_encoder_frac`` of the steps (the decoder learns on fixed features, so a
+  good encoder is not wrecked by a random decoder's gradients), then trained at ``lr × encoder_lr_scale``.
+  ``random`` uses exactly this recipe, so "pretrained vs random" isolates the encoder's weights.
+- ``supervised`` (seed 004 Table 3.1 "Supervised"): a U-Net trained from scratch on the labeled cities, every
+  part at ``lr``, no freezing (the recipe a from-scratch network needs).
+- ``oracle`` (Table 3.1 "Oracle"): as ``supervised``, with the labels of all eight training cities.
+- ``berundanet_l1`` / ``berundanet_kmeans`` (seed 004 §3.2.2 BerundaNet-late, §3.2.3): as ``supervised``, plus an
+  auxiliary 1×1 head on the shared decoder and, at every step, λ·L_u on a batch of unlabeled-city sub-tiles:
+  L1 reconstruction of the image (eq. 3.6) or the relaxed k-means loss (eqs. 3.8–3.11).
+
+The label fraction selects a seeded, nested subset of the label pool (``tmf.evaluate.data.nested_fraction``).
+Optimiser AdamW (RiemannianAdam from geoopt when the head has manifold parameters: the horospherical head of
+seed 000 ch. 5), linear warm-up + cosine decay; bf16 autocast + channels_last on CUDA; float32 on the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from tmf.device import autocast, memory_format
+from tmf.evaluate.data import Packed, label_pool, nested_fraction, scoring_pool, unlabeled_pool
+from tmf.evaluate.engine import (
+    N_SCORED,
+    TrainPool,
+    example_rows,
+    lr_factor,
+    masked_cross_entropy,
+    predict_dense,
+    score_cities,
+    to_input,
+)
+from tmf.evaluate.losses import l1_reconstruction, relaxed_kmeans_loss
+from tmf.models.decoder import SegmentationModel
+
+log = logging.getLogger(__name__)
+
+SCRATCH_METHODS = ("supervised", "oracle", "berundanet_l1", "berundanet_kmeans")
+HEAD_OF_PROTOCOL = {"finetune": "conv", "finetune_horospherical": "horospherical",
+                      "finetune_euclidean": "euclidean"}
+
+
+def build_head(kind: str, cfg: dict, seed: int):
+    """Head factory for ``SegmentationModel``: ``conv`` (1×1 conv, default) or a head of tmf.models.hyperbolic."""
+    if kind == "conv":
+        return None
+    from tmf.models.hyperbolic import make_head
+
+    h = cfg["hyperbolic"]
+    if kind == "horospherical":
+        return lambda c: make_head("horospherical", c, N_SCORED, h["dim"], prototypes=h["prototypes"],
+                                   phi_lambda=h["phi_lambda"], seed=seed)
+    return lambda c: make_head("euclidean", c, N_SCORED, h["dim"])
+
+
+def _optimizer(model: SegmentationModel, lr: float, enc_scale: float, weight_decay: float):
+    parts = model.parameter_groups()
+    try:
+        import geoopt
+        is_manifold = lambda p: isinstance(p, geoopt.ManifoldParameter)  # noqa: E731
+    except ImportError:  # geoopt absent: no manifold parameters either
+        geoopt = None
+        is_manifold = lambda p: False  # noqa: E731
+    groups = [
+        {"name": "encoder", "params": parts["encoder"], "base_lr": lr * enc_scale, "weight_decay": weight_decay},
+        {"name": "decoder", "params": parts["decoder"], "base_lr": lr, "weight_decay": weight_decay},
+        {"name": "head", "params": [p for p in parts["head"] if not is_manifold(p)], "base_lr": lr,
+         "weight_decay": weight_decay},
+    ]
+    manifold = [p for p in parts["head"] if is_manifold(p)]
+    if manifold:
+        groups.append({"name": "prototypes", "params": manifold, "base_lr": lr, "weight_decay": 0.0})
+        for g in groups:
+            g["lr"] = g["base_lr"]
+        # L2 on the Euclidean groups (Adam-style), none on the sphere: seed 000 §5.1 trains with RiemannianAdam.
+        return geoopt.optim.RiemannianAdam(groups, lr=lr), True
+    for g in groups:
+        g["lr"] = g["base_lr"]
+    return torch.optim.AdamW(groups, lr=lr), False
+
+
+def train_segmentation(model: SegmentationModel, pool: TrainPool, cfg: dict, device: torch.device,
+                       gen: torch.Generator, *, encoder_lr_scale: float, freeze_steps: int,
+                       unlabeled: TrainPool | None = None, aux: str | None = None, aux_weight: float = 0.0,
+                       kmeans_alpha_reg: float = 1.0, log_every: int = 0) -> dict[str, Any]:
+    """Train ``model`` for ``cfg['steps']`` steps on batches of ``pool`` (+ ``unlabeled`` batches for ``aux``).
+
+    Returns ``{"steps", "seconds", "images_per_s", "final_loss", "history": [[step, loss], ...]}``.
+    """
+    steps, batch = int(cfg["steps"]), int(cfg["batch"])
+    opt, _ = _optimizer(model, float(cfg["lr"]), encoder_lr_scale, float(cfg["weight_decay"]))
+    warmup = int(round(float(cfg["warmup_frac"]) * steps))
+    model.to(device=device, memory_format=memory_format(device))
+    model.train()
+    history, losses = [], []
+    n_images = 0
+    t0 = time.perf_counter()
+    for step in range(steps):
+        frozen = step < freeze_steps
+        f = lr_factor(step, steps, warmup)
+        for g in opt.param_groups:
+            g["lr"] = g["base_lr"] * f * (0.0 if (frozen and g["name"] == "encoder") else 1.0)
+        model.backbone.train(not frozen)
+        x8, y = pool.sample(batch, gen)
+        x = to_input(x8, device)
+        with autocast(device):
+            with torch.set_grad_enabled(not frozen):
+                feats = model.backbone.feature_maps(x)
+            dec = model.decoder(feats, x.shape[-2:])
+            loss = masked_cross_entropy(model.head(dec), y)
+            if aux is not None:
+                u8, _ = unlabeled.sample(int(cfg.get("unlabeled_batch", batch)), gen)
+                u = to_input(u8, device)
+                with torch.set_grad_enabled(not frozen):
+                    ufeats = model.backbone.feature_maps(u)
+                out = model.aux_head(model.decoder(ufeats, u.shape[-2:])).float()
+                u01 = u8.float() / 255.0
+                if aux == "l1":
+                    lu = l1_reconstruction(torch.sigmoid(out), u01)
+                else:
+                    lu = relaxed_kmeans_loss(torch.softmax(out, 1), u01, 1.0, kmeans_alpha_reg)
+                loss = loss + aux_weight * lu
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        n_images += batch
+        if log_every and (step % log_every == 0 or step == steps - 1):
+            lv = float(loss.detach())
+            history.append([step, lv])
+            log.info("step %d/%d loss %.4f", step, steps, lv)
+        if step >= steps - 10:
+            losses.append(loss.detach())
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - t0
+    final = float(torch.stack(losses).mean()) if losses else float("nan")
+    return {"steps": steps, "seconds": seconds, "images_per_s": n_images / max(seconds, 1e-9),
+            "final_loss": final, "history": history}
+
+
+def run_finetune(packed: Packed, backbone: nn.Module, method: str, fraction: float, seed: int, cfg: dict,
+                 device: torch.device, head: str = "conv") -> dict[str, Any]:
+    """Fine-tune on a label fraction and score on the test cities. ``cfg`` is the ``evaluate`` section.
+
+    Returns the metrics dict (without the job's identity) and ``_examples`` for the figure.
+    """
+    ft = cfg["finetune"]
+    frame = packed.manifest
+    pool_rows = label_pool(frame, "oracle" if method == "oracle" else "labeled")
+    train_rows = nested_fraction(pool_rows, fraction, seed)
+    aux = {"berundanet_l1": "l1", "berundanet_kmeans": "kmeans"}.get(method)
+    scratch = method in SCRATCH_METHODS
+    gen = torch.Generator().manual_seed(int(seed))
+    torch.manual_seed(int(seed))  # decoder / head initialisation
+    semi = cfg["semisup"]
+    aux_channels = {"l1": 3, "kmeans": int(semi["kmeans_k"])}.get(aux, 0)
+    model = SegmentationModel(backbone, N_SCORED, head=build_head(head, cfg, seed),
+                              decoder_channels=tuple(ft["decoder_channels"]), aux_channels=aux_channels)
+    pool = TrainPool(packed.images[train_rows], packed.labels[train_rows], device, ft["crop"], ft["augment"])
+    unl = None
+    if aux is not None:
+        urows = unlabeled_pool(frame)
+        unl = TrainPool(packed.images[urows], None, device, ft["crop"], ft["augment"])
+    enc_scale = 1.0 if scratch else float(ft["encoder_lr_scale"])
+    freeze = 0 if scratch else int(round(float(ft["freeze_encoder_frac"]) * int(ft["steps"])))
+    train = train_segmentation(
+        model, pool, ft, device, gen, encoder_lr_scale=enc_scale, freeze_steps=freeze, unlabeled=unl, aux=aux,
+        aux_weight=float(semi["lambda_l1"] if aux == "l1" else semi["lambda_kmeans"]),
+        kmeans_alpha_reg=float(semi["kmeans_alpha_reg"]), log_every=max(1, int(ft["steps"]) // 10))
+    model.eval()
+    test_rows = scoring_pool(frame)
+    ex = example_rows(test_rows, int(cfg["examples"]))
+    per_city, kept = predict_dense(model, packed, test_rows, device, int(cfg["eval_batch"]), keep=ex)
+    out = score_cities(per_city)
+    out.update({
+        "n_train": int(len(train_rows)), "n_pool": int(len(pool_rows)), "n_test": int(len(test_rows)),
+        "n_unlabeled": int(unl.n) if unl is not None else 0, "level": "pixel", "head": head,
+        "recipe": {"encoder_lr_scale": enc_scale, "freeze_steps": freeze,
+                   "aux": aux, "aux_weight": (float(semi["lambda_l1"] if aux == "l1" else semi["lambda_kmeans"])
+                                              if aux else 0.0)},
+        "train": {k: v for k, v in train.items()},
+        "_examples": kept,
+    })
+    return out
