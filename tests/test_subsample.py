@@ -1,0 +1,184 @@
+"""tinyMiniFrance subsampling (SPEC.md §2): quotas, coverage, grid, determinism, crops, counts, packing."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+from affine import Affine
+
+from tmf.config import ParamsError
+from tmf.data.minifrance import CITY_BY_NAME, CITY_NAMES, N_CLASSES
+from tmf.data.reader import index_tiles
+from tmf.data.subsample import (
+    COUNT_COLUMNS,
+    MANIFEST_COLUMNS,
+    largest_remainder,
+    pack,
+    read_manifest,
+    select_subtiles,
+    write_tinyminifrance,
+)
+from tmf.data.synthetic import generate_synthetic
+
+
+def _tiles(counts: dict[str, int], size=100) -> pd.DataFrame:
+    rows = []
+    for city, n in counts.items():
+        c = CITY_BY_NAME[city]
+        for k in range(n):
+            stem = f"{c.dept}-2013-{k:04d}-6000-LA93-0M50-E080"
+            rows.append({"city": city, "split": c.split, "tile": stem,
+                         "image": f"{c.split}/{city}/BDORTHO/{stem}.tif",
+                         "label": f"{c.split}/{city}/UrbanAtlas/{stem}_UA2012.tif" if c.split != "unlabeled" else "",
+                         "height": size, "width": size, "crs": "EPSG:2154", "x_res": 0.5})
+    return pd.DataFrame(rows)
+
+
+def test_largest_remainder_hand_worked():
+    # 10 over three equal weights: 3.33 each -> floors 3,3,3, one left for the first largest remainder
+    assert largest_remainder(np.array([1, 1, 1]), 10).tolist() == [4, 3, 3]
+    # 7 x (5, 3, 2)/10 = 3.5, 2.1, 1.4 -> floors 3, 2, 1; remainders .5 .1 .4 -> the first gets the extra
+    assert largest_remainder(np.array([5, 3, 2]), 7).tolist() == [4, 2, 1]
+    # exact proportions need no rounding
+    assert largest_remainder(np.array([2, 6]), 8).tolist() == [2, 6]
+    q = largest_remainder(np.array([170, 226, 107, 88]), 1000)
+    assert q.sum() == 1000 and np.all(np.abs(q - 1000 * np.array([170, 226, 107, 88]) / 591) < 1)
+
+
+def test_quotas_coverage_and_grid():
+    counts = {"Nice": 5, "Nantes_Saint-Nazaire": 3, "Brest": 2, "Cherbourg": 1}
+    tiles = _tiles(counts, size=100)
+    m = select_subtiles(tiles, n_subtiles=40, size=20, seed=1)
+    assert list(m.columns[: len(MANIFEST_COLUMNS)]) == MANIFEST_COLUMNS
+    assert len(m) == 40 and m["id"].is_unique
+    # quotas: 40 x (5, 3, 2, 1)/11 = 18.18, 10.91, 7.27, 3.64 -> floors 18, 10, 7, 3 (38);
+    # the 2 largest remainders (.91, .64) go to Nantes and Cherbourg
+    assert m.groupby("city").size().to_dict() == {"Nice": 18, "Nantes_Saint-Nazaire": 11, "Brest": 7,
+                                                  "Cherbourg": 4}
+    # every tile gives at least one sub-tile
+    assert set(m["tile"] + m["city"]) == set(tiles["tile"] + tiles["city"])
+    # windows on the non-overlapping 20 px grid, inside the tile
+    assert ((m["row_off"] % 20 == 0) & (m["col_off"] % 20 == 0)).all()
+    assert ((m["row_off"] + m["height"] <= 100) & (m["col_off"] + m["width"] <= 100)).all()
+    assert not m.duplicated(["city", "tile", "row_off", "col_off"]).any()
+    # sorted by split, city order, tile, row, col; paths follow docs/file-formats.md
+    split_rank = m["split"].map({"labeled": 0, "unlabeled": 1, "test": 2})
+    assert split_rank.is_monotonic_increasing
+    r = m.iloc[0]
+    assert r["id"] == f"{r['city']}__{r['tile']}__r{r['row_off']}_c{r['col_off']}"
+    assert r["image"] == f"labeled/{r['city']}/BDORTHO/{r['id']}.tif"
+    assert (m.loc[m["city"] == "Brest", "label"] == "").all() and (m.loc[m["city"] == "Brest", "has_label"] == 0).all()
+
+
+def test_errors_name_the_parameter():
+    tiles = _tiles({"Nice": 3, "Brest": 2}, size=100)
+    with pytest.raises(ParamsError, match="subsample.n_subtiles"):
+        select_subtiles(tiles, n_subtiles=4, size=20, seed=0)
+    with pytest.raises(ParamsError, match="subsample.size"):
+        select_subtiles(tiles, n_subtiles=10, size=101, seed=0)
+    with pytest.raises(ParamsError, match="subsample.n_subtiles"):  # more than the 3 x 25 windows of Nice
+        select_subtiles(tiles, n_subtiles=200, size=20, seed=0)
+
+
+def test_deterministic_and_seed_dependent():
+    tiles = _tiles({"Nice": 4, "Rennes": 3, "Caen": 2}, size=100)
+    a = select_subtiles(tiles, 60, 10, seed=5)
+    b = select_subtiles(tiles.sample(frac=1, random_state=0), 60, 10, seed=5)  # row order of the index is moot
+    pd.testing.assert_frame_equal(a, b)
+    c = select_subtiles(tiles, 60, 10, seed=6)
+    assert not a[["tile", "row_off", "col_off"]].equals(c[["tile", "row_off", "col_off"]])
+
+
+def test_a_city_draw_depends_only_on_seed_city_and_quota():
+    tiles = _tiles({"Nice": 4, "Rennes": 3, "Caen": 2}, size=100)
+    full = select_subtiles(tiles, 45, 10, seed=2)
+    nice = full[full["city"] == "Nice"].reset_index(drop=True)
+    alone = select_subtiles(tiles[tiles["city"] == "Nice"], len(nice), 10, seed=2)
+    pd.testing.assert_frame_equal(nice, alone)
+
+
+def test_draw_is_uniform_over_windows():
+    """Beyond the first window of each tile the rest are uniform: over many seeds every grid cell of a tile is
+    drawn about equally often."""
+    tiles = _tiles({"Nice": 2}, size=40)  # 4 windows of 20 px per tile
+    hits = np.zeros(8)
+    for seed in range(200):
+        m = select_subtiles(tiles, 4, 20, seed)
+        for r in m.itertuples():
+            hits[(r.tile.endswith("0001-6000-LA93-0M50-E080")) * 4 + (r.row_off // 20) * 2 + r.col_off // 20] += 1
+    assert hits.sum() == 800 and np.all(np.abs(hits / 100 - 1) < 0.25), hits  # p = 1/4 + 3/4 * 2/6
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    root = tmp_path_factory.mktemp("raw")
+    generate_synthetic(root, seed=1, tile_scale=0.005, min_tiles=1, tile_size=64)
+    # one unlabeled tile without its label (as in the real unlabeled cities)
+    lab = next((root / "unlabeled" / "Brest" / "UrbanAtlas").glob("*.tif"))
+    lab.unlink()
+    return root, index_tiles(root)
+
+
+def _sha(p):
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_write_crops_counts_and_manifest(raw, tmp_path):
+    root, tiles = raw
+    m = select_subtiles(tiles, 3 * len(tiles), 16, seed=0)
+    out = write_tinyminifrance(m, root, tmp_path / "a", workers=1)
+    man = read_manifest(tmp_path / "a" / "manifest.csv")
+    assert list(man.columns) == MANIFEST_COLUMNS and len(man) == len(m)
+    labeled = man["has_label"] == 1
+    assert (man.loc[labeled, COUNT_COLUMNS].sum(axis=1) == 16 * 16).all()
+    assert (man.loc[~labeled, COUNT_COLUMNS].sum(axis=1) == 0).all()
+    assert (~labeled).sum() >= 1 and (man.loc[~labeled, "label"] == "").all()
+    assert (man[["count_8", "count_9"]] == 0).all().all()
+    # crops: the pixels of the source window, georeferenced at the window
+    for r in out.sample(10, random_state=0).itertuples():
+        with rasterio.open(root / r.source_image) as src, rasterio.open(tmp_path / "a" / r.image) as crop:
+            win = rasterio.windows.Window(r.col_off, r.row_off, r.width, r.height)
+            np.testing.assert_array_equal(crop.read(), src.read(window=win))
+            expected = src.transform @ Affine.translation(r.col_off, r.row_off)
+            assert crop.transform.almost_equals(expected)
+            assert crop.transform.c == src.transform.c + 0.5 * r.col_off
+            assert crop.transform.f == src.transform.f - 0.5 * r.row_off
+            assert crop.crs == src.crs
+        if r.has_label:
+            with rasterio.open(tmp_path / "a" / r.label) as lab:
+                counts = np.bincount(lab.read(1).ravel(), minlength=N_CLASSES)
+            assert counts.tolist() == [getattr(r, f"count_{i}") for i in range(N_CLASSES)]
+    shares = pd.read_csv(tmp_path / "a" / "class_shares.csv")
+    assert list(shares.columns) == ["id", "name", "share_ours", "share_table_2_5", "share_table_2_6"]
+    assert len(shares) == N_CLASSES and abs(shares["share_ours"].iloc[1:].sum() - 100) < 1e-2
+
+    # byte-identical manifest with the same seed (even with another number of workers), another one otherwise
+    write_tinyminifrance(m, root, tmp_path / "b", workers=2)
+    assert _sha(tmp_path / "a" / "manifest.csv") == _sha(tmp_path / "b" / "manifest.csv")
+    m2 = select_subtiles(tiles, 3 * len(tiles), 16, seed=1)
+    write_tinyminifrance(m2, root, tmp_path / "c", workers=1)
+    assert _sha(tmp_path / "a" / "manifest.csv") != _sha(tmp_path / "c" / "manifest.csv")
+
+    # packed arrays in manifest order
+    images, labels = pack(tmp_path / "a" / "manifest.csv", tmp_path / "a" / "packed")
+    x = np.load(images, mmap_mode="r")
+    y = np.load(labels, mmap_mode="r")
+    assert x.shape == (len(man), 16, 16, 3) and x.dtype == np.uint8
+    assert y.shape == (len(man), 16, 16) and y.dtype == np.uint8
+    for i in (0, len(man) // 2, len(man) - 1):
+        r = man.iloc[i]
+        with rasterio.open(tmp_path / "a" / r["image"]) as src:
+            np.testing.assert_array_equal(x[i], np.moveaxis(src.read(), 0, -1))
+        if r["has_label"]:
+            np.testing.assert_array_equal(np.bincount(y[i].ravel(), minlength=N_CLASSES),
+                                          r[COUNT_COLUMNS].to_numpy(dtype=np.int64))
+    assert (y[np.flatnonzero(~labeled.to_numpy())] == 0).all()
+
+
+def test_every_city_present_in_generated_index(raw):
+    _, tiles = raw
+    assert set(tiles["city"]) == set(CITY_NAMES)
