@@ -1,0 +1,164 @@
+"""Batched remote-sensing augmentations (tmf.ssl.augment)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tmf.ssl.augment import (
+    AugmentConfig,
+    augment_view,
+    colour_jitter,
+    crop_flip_rotate,
+    gaussian_blur,
+    make_views,
+    normalise,
+    to_float,
+)
+
+OFF = AugmentConfig(flip_p=0.0, rot90=False, jitter_p=0.0, blur_p=0.0, ratio=(1.0, 1.0))
+
+
+def _imgs(b=6, s=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (b, s, s, 3), generator=g, dtype=torch.uint8)
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_to_float_layout_and_checks():
+    x = _imgs()
+    f = to_float(x)
+    assert f.shape == (6, 3, 16, 16)
+    assert torch.equal(f[2, 1], x[2, :, :, 1].float() / 255)
+    with pytest.raises(ValueError, match="uint8"):
+        to_float(x.float())
+
+
+def test_identity_when_everything_is_off():
+    x = to_float(_imgs())
+    out = augment_view(x, 16, (1.0, 1.0), OFF, _gen())
+    torch.testing.assert_close(out, normalise(x), atol=1e-5, rtol=0)
+
+
+def test_normalise_is_imagenet():
+    x = torch.full((1, 3, 2, 2), 0.5)
+    out = normalise(x)
+    expected = torch.tensor([(0.5 - 0.485) / 0.229, (0.5 - 0.456) / 0.224, (0.5 - 0.406) / 0.225])
+    torch.testing.assert_close(out[0, :, 0, 0], expected)
+
+
+def test_flips_both_always():
+    x = to_float(_imgs())
+    cfg = AugmentConfig(flip_p=1.0, rot90=False, ratio=(1.0, 1.0))
+    out = crop_flip_rotate(x, 16, (1.0, 1.0), cfg, _gen(), 6, 0)
+    torch.testing.assert_close(out, x.flip(-1).flip(-2), atol=1e-5, rtol=0)
+
+
+def test_rotations_are_multiples_of_90_and_all_occur():
+    x = to_float(_imgs(b=64))
+    cfg = AugmentConfig(flip_p=0.0, rot90=True, ratio=(1.0, 1.0))
+    out = crop_flip_rotate(x, 16, (1.0, 1.0), cfg, _gen(), 64, 0)
+    seen = set()
+    for i in range(64):
+        errs = [float((out[i] - torch.rot90(x[i], k, dims=(1, 2))).abs().max()) for k in range(4)]
+        k = min(range(4), key=errs.__getitem__)
+        assert errs[k] < 1e-5
+        seen.add(k)
+    assert seen == {0, 1, 2, 3}
+
+
+def test_crop_takes_a_window_of_the_right_area():
+    # an image whose value is its column coordinate: a crop of area fraction s spans sqrt(s) of the columns
+    s = 64
+    ramp = torch.linspace(0, 1, s).view(1, 1, 1, s).expand(32, 3, s, s).contiguous()
+    out = crop_flip_rotate(ramp, 32, (0.25, 0.25), OFF, _gen(), 32, 0)
+    span = out[:, 0].amax(dim=(1, 2)) - out[:, 0].amin(dim=(1, 2))
+    assert torch.all((span > 0.42) & (span < 0.52))  # half the width (minus the edge half-pixels)
+    assert out.min() >= 0 and out.max() <= 1
+    lo = out[:, 0].amin(dim=(1, 2))
+    assert lo.std() > 0.05  # boxes at random places
+
+
+def test_slices_of_the_global_batch_match_the_whole():
+    x = to_float(_imgs(b=8))
+    cfg = AugmentConfig()
+    whole = augment_view(x, 12, (0.2, 1.0), cfg, _gen(3))
+    parts = [augment_view(x[i * 4:(i + 1) * 4], 12, (0.2, 1.0), cfg, _gen(3), batch=8, offset=i * 4)
+             for i in range(2)]
+    assert torch.equal(whole, torch.cat(parts))
+    with pytest.raises(ValueError, match="outside the global batch"):
+        augment_view(x, 12, (0.2, 1.0), cfg, _gen(3), batch=4, offset=0)
+
+
+def test_deterministic_given_generator_and_different_across_seeds():
+    x = to_float(_imgs())
+    a = augment_view(x, 12, (0.2, 1.0), AugmentConfig(), _gen(1))
+    b = augment_view(x, 12, (0.2, 1.0), AugmentConfig(), _gen(1))
+    c = augment_view(x, 12, (0.2, 1.0), AugmentConfig(), _gen(2))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_brightness_scales_each_sample_by_one_factor():
+    x = 0.2 + 0.3 * torch.rand(16, 3, 8, 8, generator=_gen())  # in [0.2, 0.5]: no clamping at 1.4×
+    cfg = AugmentConfig(jitter_p=1.0, brightness=0.4, contrast=0.0, saturation=0.0)
+    out = colour_jitter(x, cfg, _gen(), 16, 0)
+    ratio = out / x
+    per_sample = ratio.view(16, -1)
+    assert torch.allclose(per_sample, per_sample[:, :1].expand_as(per_sample), atol=1e-5)
+    f = per_sample[:, 0]
+    assert torch.all((f >= 0.6 - 1e-6) & (f <= 1.4 + 1e-6)) and f.std() > 0.05
+
+
+def test_saturation_zero_gives_gray_and_jitter_off_is_identity():
+    x = torch.rand(4, 3, 8, 8, generator=_gen())
+    cfg = AugmentConfig(jitter_p=1.0, brightness=0.0, contrast=0.0, saturation=1.0)
+    out = colour_jitter(x, cfg, _gen(), 4, 0)
+    assert torch.all((out >= 0) & (out <= 1))
+    off = colour_jitter(x, AugmentConfig(jitter_p=0.0), _gen(), 4, 0)
+    torch.testing.assert_close(off, x)
+
+
+def test_blur_keeps_constants_and_smooths_noise():
+    const = torch.full((4, 3, 112, 112), 0.3)
+    cfg = AugmentConfig(blur_p=1.0, blur_sigma=(3.0, 4.0))  # 1.5–2 px at 112 px (sigma scales with size/224)
+    torch.testing.assert_close(gaussian_blur(const, cfg, _gen(), 4, 0), const)
+    noise = torch.rand(4, 3, 112, 112, generator=_gen())
+    out = gaussian_blur(noise, cfg, _gen(), 4, 0)
+    assert out.std() < 0.6 * noise.std()
+    torch.testing.assert_close(out.mean(), noise.mean(), atol=0.01, rtol=0)
+    assert torch.equal(gaussian_blur(noise, AugmentConfig(blur_p=0.0), _gen(), 4, 0), noise)
+
+
+def test_blur_matches_a_direct_2d_convolution():
+    x = torch.rand(2, 3, 112, 112, generator=_gen(5))
+    cfg = AugmentConfig(blur_p=1.0, blur_sigma=(2.0, 2.0))  # sigma = 2·112/224 = 1 px, radius 3
+    sigma, r = 1.0, 3
+    out = gaussian_blur(x, cfg, _gen(), 2, 0)
+    t = torch.arange(-r, r + 1, dtype=torch.float32)
+    k1 = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    k1 = k1 / k1.sum()
+    k2 = (k1[:, None] * k1[None, :]).view(1, 1, 2 * r + 1, 2 * r + 1).repeat(3, 1, 1, 1)
+    ref = torch.nn.functional.conv2d(torch.nn.functional.pad(x, (r, r, r, r), mode="reflect"), k2, groups=3)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+
+
+def test_make_views_follows_crop_specs():
+    class Spec:
+        def __init__(self, f, s):
+            self.size_factor, self.scale = f, s
+
+    views = make_views(_imgs(b=4, s=32), [Spec(1.0, (0.4, 1.0)), Spec(1.0, (0.4, 1.0)), Spec(0.5, (0.05, 0.4))],
+                       24, AugmentConfig(), _gen())
+    assert [tuple(v.shape) for v in views] == [(4, 3, 24, 24), (4, 3, 24, 24), (4, 3, 12, 12)]
+    assert not torch.equal(views[0], views[1])
+    assert all(torch.isfinite(v).all() for v in views)
+
+
+def test_config_from_dict_rejects_unknown_keys():
+    assert AugmentConfig.from_dict({"ratio": [0.5, 2]}).ratio == (0.5, 2.0)
+    with pytest.raises(ValueError, match="unknown keys"):
+        AugmentConfig.from_dict({"hue": 0.1})

@@ -1,0 +1,174 @@
+"""The pretraining engine (tmf.ssl.train, tmf.ssl.optim): determinism, resumption, outputs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+from pretrain_toy import ToySimCLR, make_packed, toy_cfg
+
+from tmf.models.resnet import resnet18
+from tmf.ssl.optim import LARS, build_optimizer, lr_at, param_groups
+from tmf.ssl.train import CHECKPOINT, embedding_diagnostics, pretrain
+
+OFF = {"enabled": False, "uri": "", "experiment": "tmf"}
+
+
+@pytest.fixture()
+def data(tmp_path):
+    manifest, packed, _ = make_packed(tmp_path / "data")
+    return manifest, packed
+
+
+def _run(data, out, **kw):
+    manifest, packed = data
+    cfg = kw.pop("cfg", toy_cfg())
+    return pretrain(cfg, manifest, packed, out, method="toy", seed=kw.pop("seed", 0), device="cpu", threads=1,
+                    method_factory=ToySimCLR, tracking=kw.pop("tracking", OFF), **kw)
+
+
+def _encoder(out):
+    return torch.load(out / "encoder.pt", map_location="cpu")
+
+
+# -- schedule and optimizers -------------------------------------------------------------------------------
+
+
+def test_lr_schedule_warmup_then_cosine():
+    assert lr_at(0, 100, 1.0, 10) == pytest.approx(0.1)
+    assert lr_at(9, 100, 1.0, 10) == pytest.approx(1.0)
+    assert lr_at(10, 100, 1.0, 10) == pytest.approx(1.0)
+    assert lr_at(55, 100, 1.0, 10) == pytest.approx(0.5)  # half way through the cosine
+    assert lr_at(100, 100, 1.0, 10, final_lr_ratio=0.1) == pytest.approx(0.1)
+    assert lr_at(0, 5, 2.0, 0) == pytest.approx(2.0)
+
+
+def test_weight_decay_groups_exclude_biases_and_batchnorm():
+    m = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    decay, no_decay = param_groups(m, 0.1)
+    assert decay["params"] == [m[0].weight] and decay["weight_decay"] == 0.1
+    assert {id(p) for p in no_decay["params"]} == {id(m[0].bias), id(m[1].weight), id(m[1].bias)}
+    assert no_decay["weight_decay"] == 0.0
+
+
+def test_lars_step_matches_the_formula():
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(5, 3))
+    b = torch.nn.Parameter(torch.randn(5))
+    gw, gb = torch.randn(5, 3), torch.randn(5)
+    w0, b0 = w.detach().clone(), b.detach().clone()
+    opt = LARS([dict(params=[w], weight_decay=0.01, lars=True), dict(params=[b], weight_decay=0.0, lars=False)],
+               lr=0.5, momentum=0.9, trust_coefficient=0.001)
+    for _ in range(2):
+        w.grad, b.grad = gw.clone(), gb.clone()
+        opt.step()
+    # by hand: u = η‖w‖/(‖g‖+λ‖w‖)·(g+λw); v1 = u1; v2 = 0.9 v1 + u2; w ← w − lr·v
+    def u(wt):
+        trust = 0.001 * wt.norm() / (gw.norm() + 0.01 * wt.norm())
+        return trust * (gw + 0.01 * wt)
+    v1 = u(w0)
+    w1 = w0 - 0.5 * v1
+    v2 = 0.9 * v1 + u(w1)
+    torch.testing.assert_close(w.detach(), w1 - 0.5 * v2)
+    torch.testing.assert_close(b.detach(), b0 - 0.5 * gb - 0.5 * (0.9 * gb + gb))
+
+
+def test_unknown_optimizer_is_refused():
+    with pytest.raises(ValueError, match="pretrain.optimizer"):
+        build_optimizer(torch.nn.Linear(2, 2), "adam", 0.1, 0.0, 0.9)
+
+
+def test_diagnostics_against_hand_computed_values():
+    h = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0]])
+    d = embedding_diagnostics(h, h)
+    assert d["alignment"] == pytest.approx(0.0)
+    # normalised rows e1, e2, -e1: squared distances 2, 4, 2
+    assert d["uniformity"] == pytest.approx(math.log((2 * math.exp(-4) + math.exp(-8)) / 3))
+    s = torch.linalg.svdvals(h)  # 3.162..., 2
+    p = s / s.sum()
+    assert d["effective_rank"] == pytest.approx(float(torch.exp(-(p * p.log()).sum())))
+
+
+# -- runs ----------------------------------------------------------------------------------------------------
+
+
+def test_outputs_are_written_and_mlflow_disabled_path(data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    metrics = _run(data, out)
+    enc = _encoder(out)
+    assert enc["arch"] == "resnet18" and enc["method"] == "toy"
+    resnet18().load_state_dict(enc["state_dict"], strict=True)  # torchvision keys
+    m = json.loads((out / "metrics.json").read_text())
+    assert m == json.loads(json.dumps(metrics))
+    for key in ("method", "seed", "params", "steps", "final_loss", "images_per_s", "diagnostics"):
+        assert key in m
+    assert m["steps"] == 4 and m["seed"] == 0 and m["params"]["batch_size"] == 8
+    assert set(m["diagnostics"]) >= {"alignment", "uniformity", "effective_rank"}
+    assert 0 <= m["diagnostics"]["alignment"] <= 4 and m["diagnostics"]["uniformity"] <= 0
+    h = pd.read_csv(out / "history.csv")
+    assert list(h.columns) == ["step", "epoch", "loss", "lr", "images_per_s"]
+    assert h["step"].tolist() == [1, 2, 3, 4] and h["loss"].notna().all()
+    assert h["lr"].iloc[0] == pytest.approx(0.3) and h["lr"].iloc[-1] < h["lr"].iloc[0]
+    assert m["final_loss"] == pytest.approx(h["loss"].iloc[-1])
+    assert (out / CHECKPOINT).exists()  # kept for a resumption
+    assert not (tmp_path / "results" / "mlflow" / "mlflow.db").exists()  # tracking off: no store
+
+
+def test_same_seed_same_weights_other_seed_other_weights(data, tmp_path):
+    cfg = toy_cfg(steps=2, checkpoint_every=100)
+    _run(data, tmp_path / "a", cfg=cfg)
+    _run(data, tmp_path / "b", cfg=cfg)
+    _run(data, tmp_path / "c", cfg=cfg, seed=1)
+    a, b, c = (_encoder(tmp_path / k)["state_dict"] for k in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    ha, hb = (pd.read_csv(tmp_path / k / "history.csv") for k in "ab")
+    assert ha["loss"].tolist() == hb["loss"].tolist()
+
+
+def test_killed_and_resumed_run_is_bit_identical(data, tmp_path):
+    cfg = toy_cfg(steps=5, checkpoint_every=2, log_every=1,
+                  optimizer="sgd", augment={"blur_p": 1.0})
+    _run(data, tmp_path / "full", cfg=cfg)
+    out = tmp_path / "resumed"
+    stopped = _run(data, out, cfg=cfg, stop_after=3)  # checkpoint at step 2, killed after step 3
+    assert stopped == {"stopped_at": 3}
+    assert not (out / "encoder.pt").exists()
+    assert torch.load(out / CHECKPOINT, weights_only=False)["step"] == 2
+    _run(data, out, cfg=cfg)  # finds the checkpoint and resumes from step 2
+    a, b = _encoder(tmp_path / "full")["state_dict"], _encoder(out)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    full_ck = torch.load(tmp_path / "full" / CHECKPOINT, weights_only=False)
+    res_ck = torch.load(out / CHECKPOINT, weights_only=False)
+    assert torch.equal(full_ck["model"]["ema_w"], res_ck["model"]["ema_w"])  # method state resumes too
+    hf, hr = pd.read_csv(tmp_path / "full" / "history.csv"), pd.read_csv(out / "history.csv")
+    assert hr["step"].tolist() == [1, 2, 3, 4, 5]  # the curve continues, not restarts
+    assert hf["loss"].tolist() == hr["loss"].tolist()
+
+
+def test_checkpoint_of_other_parameters_is_refused(data, tmp_path):
+    out = tmp_path / "out"
+    _run(data, out, cfg=toy_cfg(steps=2))
+    with pytest.raises(ValueError, match="other parameters"):
+        _run(data, out, cfg=toy_cfg(steps=2, lr=0.1))
+    _run(data, out, cfg=toy_cfg(steps=2, checkpoint_every=7))  # a resume-free parameter may change
+
+
+def test_multicrop_and_adamw(data, tmp_path):
+    def factory(backbone):
+        return ToySimCLR(backbone, multicrop=True)
+
+    manifest, packed = data
+    m = pretrain(toy_cfg(steps=2, optimizer="adamw", lr=1e-3, weight_decay=0.05), manifest, packed,
+                 tmp_path / "mc", method="toy", seed=0, device="cpu", threads=1, method_factory=factory,
+                 tracking=None)
+    assert m["steps"] == 2 and math.isfinite(m["final_loss"])
+
+
+def test_divergence_is_reported(data, tmp_path):
+    with pytest.raises(FloatingPointError, match="lower pretrain.lr"):
+        _run(data, tmp_path / "nan", cfg=toy_cfg(steps=3, optimizer="sgd", lr=1e30, warmup_steps=0))
