@@ -182,3 +182,21 @@ def test_write_crops_counts_and_manifest(raw, tmp_path):
 def test_every_city_present_in_generated_index(raw):
     _, tiles = raw
     assert set(tiles["city"]) == set(CITY_NAMES)
+
+
+def test_cli_generate_index_subsample_pack(tmp_path):
+    from tmf.cli import main
+
+    raw, tiny = tmp_path / "raw", tmp_path / "tiny"
+    syn = '{"synthetic": {"seed": 2, "tile_scale": 0.005, "min_tiles": 1, "tile_size": 64}}'
+    assert main(["generate", "--out", str(raw), "--cfg", syn]) == 0
+    assert main(["index", "--root", str(raw), "--out", str(tmp_path / "tiles.csv")]) == 0
+    tiles = pd.read_csv(tmp_path / "tiles.csv")
+    assert len(tiles) == 16
+    sub = '{"n_subtiles": 40, "size": 32, "seed": 0}'
+    assert main(["subsample", "--tiles", str(tmp_path / "tiles.csv"), "--root", str(raw), "--out", str(tiny),
+                 "--workers", "2", "--cfg", sub]) == 0
+    assert main(["pack", "--manifest", str(tiny / "manifest.csv"), "--out", str(tiny / "packed")]) == 0
+    assert np.load(tiny / "packed" / "images.npy", mmap_mode="r").shape == (40, 32, 32, 3)
+    assert main(["subsample", "--tiles", str(tmp_path / "tiles.csv"), "--root", str(raw), "--out", str(tiny),
+                 "--cfg", '{"n_subtiles": 10, "size": 32}']) == 2  # fewer sub-tiles than tiles
