@@ -161,3 +161,15 @@ def test_read_window(tmp_path):
     np.testing.assert_array_equal(read_window(lab, 0, 40, 48, 8), full_lab[:, 40:48])
     with pytest.raises(ValueError, match=str(img)):
         read_window(img, 40, 0, 10, 10)
+
+
+def test_parallel_index_equals_serial_and_names_bad_file(tmp_path):
+    for k in range(5):
+        _tile(tmp_path, "labeled", "Nice", stem=f"06-2014-{1040 + k}-6300-LA93-0M50-E080", seed=k)
+    _tile(tmp_path, "unlabeled", "Brest", stem="29-2013-0145-6840-LA93-0M50-E080", label=False)
+    serial = index_tiles(tmp_path)
+    assert index_tiles(tmp_path, workers=2).equals(serial)
+    bad = tmp_path / "labeled" / "Nice" / "UrbanAtlas" / "06-2014-1043-6300-LA93-0M50-E080_UA2012.tif"
+    _write(bad, np.full((48, 48), 200, dtype=np.uint8))
+    with pytest.raises(ValueError, match=f"{bad}.*label id 200"):
+        index_tiles(tmp_path, workers=2)

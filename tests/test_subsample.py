@@ -164,7 +164,9 @@ def test_write_crops_counts_and_manifest(raw, tmp_path):
     assert _sha(tmp_path / "a" / "manifest.csv") != _sha(tmp_path / "c" / "manifest.csv")
 
     # packed arrays in manifest order
-    images, labels = pack(tmp_path / "a" / "manifest.csv", tmp_path / "a" / "packed")
+    images, labels = pack(tmp_path / "a" / "manifest.csv", tmp_path / "a" / "packed", workers=2)
+    one = pack(tmp_path / "a" / "manifest.csv", tmp_path / "a" / "packed1", workers=1)
+    assert _sha(images) == _sha(one[0]) and _sha(labels) == _sha(one[1])
     x = np.load(images, mmap_mode="r")
     y = np.load(labels, mmap_mode="r")
     assert x.shape == (len(man), 16, 16, 3) and x.dtype == np.uint8
@@ -196,7 +198,8 @@ def test_cli_generate_index_subsample_pack(tmp_path):
     sub = '{"n_subtiles": 40, "size": 32, "seed": 0}'
     assert main(["subsample", "--tiles", str(tmp_path / "tiles.csv"), "--root", str(raw), "--out", str(tiny),
                  "--workers", "2", "--cfg", sub]) == 0
-    assert main(["pack", "--manifest", str(tiny / "manifest.csv"), "--out", str(tiny / "packed")]) == 0
+    assert main(["pack", "--manifest", str(tiny / "manifest.csv"), "--out", str(tiny / "packed"),
+                 "--workers", "2"]) == 0
     assert np.load(tiny / "packed" / "images.npy", mmap_mode="r").shape == (40, 32, 32, 3)
     assert main(["subsample", "--tiles", str(tmp_path / "tiles.csv"), "--root", str(raw), "--out", str(tiny),
                  "--cfg", '{"n_subtiles": 10, "size": 32}']) == 2  # fewer sub-tiles than tiles

@@ -90,6 +90,10 @@ def test_same_parameters_same_bytes_other_seed_other_bytes(tmp_path, small):
     other = tmp_path / "other"
     generate_synthetic(other, seed=4, tile_scale=0.01, min_tiles=2, tile_size=96)
     assert _digest(other) != _digest(root)
+    # regenerating into a used folder leaves exactly the new data set (no stale tiles of the old one)
+    generate_synthetic(other, seed=3, tile_scale=0.01, min_tiles=1, tile_size=96)
+    generate_synthetic(other, seed=3, tile_scale=0.01, min_tiles=2, tile_size=96)
+    assert _digest(other) == _digest(root)
 
 
 def test_bad_parameters_name_the_parameter(tmp_path):

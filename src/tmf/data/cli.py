@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("index", help="index and check every tile of a data root into data/tiles.csv")
     p.add_argument("--root", required=True, help="folder holding <split>/<City>/BDORTHO/...")
     p.add_argument("--out", required=True, help="tile index CSV to write (data/tiles.csv)")
+    p.add_argument("--workers", type=int, default=1, help="processes checking tiles in parallel")
     p.set_defaults(func=_index)
 
     p = sub.add_parser("subsample", help="draw tinyMiniFrance from the tile index (section subsample)")
@@ -38,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pack", help="stack tinyMiniFrance crops into packed/images.npy and labels.npy")
     p.add_argument("--manifest", required=True, help="data/tinyminifrance/manifest.csv")
     p.add_argument("--out", required=True, help="output folder (data/tinyminifrance/packed)")
+    p.add_argument("--workers", type=int, default=1, help="processes reading crops in parallel")
     p.set_defaults(func=_pack)
 
 
@@ -76,7 +78,7 @@ def _index(args) -> int:
     from tmf.io import write_csv
 
     t0 = time.perf_counter()
-    df = index_tiles(args.root)
+    df = index_tiles(args.root, workers=args.workers)
     write_csv(args.out, df)
     log.info("indexed %d tiles of %d cities in %.1f s -> %s", len(df), df["city"].nunique(),
              time.perf_counter() - t0, args.out)
@@ -102,6 +104,6 @@ def _pack(args) -> int:
     from tmf.data.subsample import pack
 
     t0 = time.perf_counter()
-    images, labels = pack(args.manifest, args.out)
+    images, labels = pack(args.manifest, args.out, workers=args.workers)
     log.info("packed %s and %s in %.1f s", images, labels, time.perf_counter() - t0)
     return 0

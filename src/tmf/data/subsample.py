@@ -165,6 +165,8 @@ def _crop_city(rows: list[dict], raw_root: str, out_root: str) -> list[tuple[str
             ds.write(arr)
         return arr
 
+    env = rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR")
+    env.__enter__()
     try:
         # image crops first, then labels: one source raster open at a time
         for r in rows:
@@ -183,6 +185,7 @@ def _crop_city(rows: list[dict], raw_root: str, out_root: str) -> list[tuple[str
     finally:
         for ds in open_src.values():
             ds.close()
+        env.__exit__(None, None, None)
     return results
 
 
@@ -252,28 +255,16 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
     return df
 
 
-def pack(manifest_path: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
-    """Stack the crops into ``images.npy`` (uint8 (N, S, S, 3)) and ``labels.npy`` (uint8 (N, S, S), 0 where a
-    sub-tile has no label), rows in manifest order, written through memory maps (never all in memory)."""
+def _pack_rows(images_path: str, labels_path: str, base: str, rows: list[tuple[int, str, str, int]],
+               h: int, w: int) -> None:
+    """Fill rows of the packed arrays (opened as memory maps) from the crops."""
     import rasterio
 
-    from tmf.io import atomic_path
-
-    manifest_path, out_dir = Path(manifest_path), Path(out_dir)
-    df = read_manifest(manifest_path)
-    if len(df) == 0:
-        raise ValueError(f"{manifest_path}: no sub-tile")
-    sizes = set(zip(df["height"], df["width"], strict=True))
-    if len(sizes) != 1:
-        raise ValueError(f"{manifest_path}: sub-tiles of several sizes {sorted(sizes)}; pack needs one size")
-    h, w = sizes.pop()
-    base = manifest_path.parent
-    images_path, labels_path = out_dir / "images.npy", out_dir / "labels.npy"
-    with atomic_path(images_path, suffix=".npy") as ti, atomic_path(labels_path, suffix=".npy") as tl:
-        images = np.lib.format.open_memmap(ti, mode="w+", dtype=np.uint8, shape=(len(df), h, w, 3))
-        labels = np.lib.format.open_memmap(tl, mode="w+", dtype=np.uint8, shape=(len(df), h, w))
-        for i, r in enumerate(df.itertuples(index=False)):
-            p = base / r.image
+    images = np.load(images_path, mmap_mode="r+")
+    labels = np.load(labels_path, mmap_mode="r+")
+    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
+        for i, image, label, has_label in rows:
+            p = Path(base) / image
             try:
                 with rasterio.open(p) as src:
                     arr = src.read()
@@ -282,8 +273,8 @@ def pack(manifest_path: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
             if arr.shape != (3, h, w) or arr.dtype != np.uint8:
                 raise ValueError(f"{p}: shape {arr.shape} {arr.dtype}, expected (3, {h}, {w}) uint8")
             images[i] = np.moveaxis(arr, 0, -1)
-            if r.has_label:
-                p = base / r.label
+            if has_label:
+                p = Path(base) / label
                 try:
                     with rasterio.open(p) as src:
                         lab = src.read(1)
@@ -294,7 +285,39 @@ def pack(manifest_path: str | Path, out_dir: str | Path) -> tuple[Path, Path]:
                 labels[i] = lab
             else:
                 labels[i] = 0
-        images.flush()
-        labels.flush()
-        del images, labels
+    images.flush()
+    labels.flush()
+
+
+def pack(manifest_path: str | Path, out_dir: str | Path, workers: int = 1) -> tuple[Path, Path]:
+    """Stack the crops into ``images.npy`` (uint8 (N, S, S, 3)) and ``labels.npy`` (uint8 (N, S, S), 0 where a
+    sub-tile has no label), rows in manifest order, written through memory maps (never all in memory) by
+    ``workers`` processes filling disjoint row ranges."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tmf.io import atomic_path
+
+    if workers < 1:
+        raise ParamsError(f"--workers must be >= 1, got {workers}")
+    manifest_path, out_dir = Path(manifest_path), Path(out_dir)
+    df = read_manifest(manifest_path)
+    if len(df) == 0:
+        raise ValueError(f"{manifest_path}: no sub-tile")
+    sizes = set(zip(df["height"], df["width"], strict=True))
+    if len(sizes) != 1:
+        raise ValueError(f"{manifest_path}: sub-tiles of several sizes {sorted(sizes)}; pack needs one size")
+    h, w = (int(v) for v in sizes.pop())
+    rows = [(i, r.image, r.label, int(r.has_label)) for i, r in enumerate(df.itertuples(index=False))]
+    images_path, labels_path = out_dir / "images.npy", out_dir / "labels.npy"
+    with atomic_path(images_path, suffix=".npy") as ti, atomic_path(labels_path, suffix=".npy") as tl:
+        np.lib.format.open_memmap(ti, mode="w+", dtype=np.uint8, shape=(len(df), h, w, 3)).flush()
+        np.lib.format.open_memmap(tl, mode="w+", dtype=np.uint8, shape=(len(df), h, w)).flush()
+        args = (str(ti), str(tl), str(manifest_path.parent))
+        if workers == 1:
+            _pack_rows(*args, rows, h, w)
+        else:
+            chunks = [rows[k::workers] for k in range(workers)]
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for f in [pool.submit(_pack_rows, *args, c, h, w) for c in chunks if c]:
+                    f.result()
     return images_path, labels_path

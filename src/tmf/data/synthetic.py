@@ -524,7 +524,8 @@ def generate_synthetic(root: str | Path, seed: int = 0, tile_scale: float = 0.05
 
     ``<root>/<split>/<City>/BDORTHO/<dept>-<year>-<x_km>-<y_km>-LA93-0M50-E080.tif`` (RGB uint8, EPSG:2154,
     0.5 m/px) and ``UrbanAtlas/<stem>_UA2012.tif`` (ids 0–15) for the 16 cities of Table 2.4, each with
-    max(min_tiles, round(tile_scale × its MiniFrance tile count)) tiles of ``tile_size`` px.
+    max(min_tiles, round(tile_scale × its MiniFrance tile count)) tiles of ``tile_size`` px. Tiles left in
+    these folders by an earlier run with other parameters are removed.
     """
     from affine import Affine
 
@@ -551,6 +552,13 @@ def generate_synthetic(root: str | Path, seed: int = 0, tile_scale: float = 0.05
             _write_tif(img_path, image, transform, photometric="RGB")
             _write_tif(base / "UrbanAtlas" / f"{stem}_UA2012.tif", label, transform)
             written.append(img_path)
+    # tiles of an earlier run with other parameters would be indexed with these: remove them
+    keep = set(written) | {p.parent.parent / "UrbanAtlas" / f"{p.stem}_UA2012.tif" for p in written}
+    for city in CITIES:
+        for sub in ("BDORTHO", "UrbanAtlas"):
+            for stale in sorted((root / city.split / city.name / sub).glob("*.tif")):
+                if stale not in keep:
+                    stale.unlink()
     return written
 
 
