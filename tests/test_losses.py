@@ -261,3 +261,18 @@ def test_gradients_finite(fn):
     loss.backward()
     assert torch.isfinite(loss)
     assert torch.isfinite(a.grad).all() and a.grad.abs().sum() > 0
+
+
+def test_losses_ignore_the_callers_bf16_autocast():
+    # under autocast every matmul would run in bf16 (3 significant digits); the losses switch it off
+    from tmf.ssl.losses import ot_sample
+
+    z_a, z_b = torch.randn(32, 16), torch.randn(32, 16)
+    for fn in (lambda a, b: nt_xent(a, b, 0.5), lambda a, b: ot_sample(a, b, 0.01, 5),
+               lambda a, b: iot_loss(a, b, 0.5, "uab", iters=4)):
+        ref = fn(z_a, z_b)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = fn(z_a.bfloat16(), z_b.bfloat16())
+        assert got.dtype == torch.float32
+        assert float(got) == pytest.approx(float(fn(z_a.bfloat16().float(), z_b.bfloat16().float())), rel=1e-6)
+        assert float(got) == pytest.approx(float(ref), rel=0.05)

@@ -190,6 +190,20 @@ def test_exact_matching_recovers_a_permutation():
     assert torch.allclose(w, torch.nn.functional.one_hot(inv, 9).double().expand(2, 9, 9))
 
 
+def test_exact_and_entropic_plans_equal_pot():
+    f_a, f_b, _, _ = _dense(n=4, p=10, d=6, seed=12)
+    a, b = _unit(f_a.numpy()), _unit(f_b.numpy())
+    marg = np.full(10, 0.1)
+    exact = match_plans(f_a, f_b, "exact").numpy()
+    for eps in (0.05, 10.0):
+        entropic = match_plans(f_a, f_b, "entropic", eps=eps).numpy()
+        for i in range(4):
+            ref = ot.sinkhorn(marg, marg, -(a[i] @ b[i].T), eps, numItermax=100000, stopThr=1e-15)
+            np.testing.assert_allclose(entropic[i], ref, rtol=1e-6, atol=1e-9)
+    for i in range(4):
+        np.testing.assert_allclose(exact[i], ot.emd(marg, marg, -(a[i] @ b[i].T)), atol=1e-12)
+
+
 @pytest.mark.parametrize("matching", ["exact", "entropic", "uniform", "argmax"])
 def test_balanced_plans_have_uniform_row_marginals(matching):
     f_a, f_b, _, _ = _dense(seed=4)

@@ -404,9 +404,13 @@ METHODS: dict[str, type[SSLMethod]] = {
 
 @functools.lru_cache(maxsize=1)
 def _method_params_schema() -> dict:
-    from tmf.config import schema
+    # read the schema file directly (not through tmf.config) so that the methods need only torch and PyYAML
+    from importlib import resources
 
-    return schema()["properties"]["pretrain"]["properties"]["method_params"]["properties"]
+    import yaml
+
+    text = resources.files("tmf").joinpath("schema/params.schema.yaml").read_text()
+    return yaml.safe_load(text)["properties"]["pretrain"]["properties"]["method_params"]["properties"]
 
 
 def _schema_properties(name: str) -> dict:

@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._util import full
+from ._util import full, no_autocast
 
 
 def _check_pair(z_a: torch.Tensor, z_b: torch.Tensor, name: str) -> None:
@@ -20,6 +20,7 @@ def _check_pair(z_a: torch.Tensor, z_b: torch.Tensor, name: str) -> None:
                          f"{tuple(z_b.shape)}")
 
 
+@no_autocast
 def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
     """NT-Xent of SimCLR (Chen et al. 2020; seed 000 eq. 3.1–3.2; seed 003 eq. 18).
 
@@ -36,6 +37,7 @@ def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float = 0.5) -> t
     return F.cross_entropy(logits, target)
 
 
+@no_autocast
 def moco_infonce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
     """Queued InfoNCE of MoCo-v2 (He et al. 2020; Chen et al. 2020b; seed 000 §2.1 and §4.1).
 
@@ -54,6 +56,7 @@ def moco_infonce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperat
     return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
 
 
+@no_autocast
 def byol(p_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
     """BYOL regression loss (Grill et al. 2020; SPEC.md §4).
 
@@ -66,6 +69,7 @@ def byol(p_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
     return (2.0 - 2.0 * (p * z).sum(1)).mean()
 
 
+@no_autocast
 def barlow_twins(z_a: torch.Tensor, z_b: torch.Tensor, lambd: float = 0.0051) -> torch.Tensor:
     """Barlow Twins (Zbontar et al. 2021; seed 000 eq. 2.5–2.6).
 
@@ -89,6 +93,7 @@ def barlow_twins(z_a: torch.Tensor, z_b: torch.Tensor, lambd: float = 0.0051) ->
     return on + lambd * off
 
 
+@no_autocast
 def alignment(z_a: torch.Tensor, z_b: torch.Tensor, alpha: float = 2.0) -> torch.Tensor:
     """Alignment of Wang & Isola (2020; seed 000 §3.2, Table 3.3): ``mean_i ‖ẑ_A,i − ẑ_B,i‖^α`` on L2-normalised
     rows (α = 2)."""
@@ -98,6 +103,7 @@ def alignment(z_a: torch.Tensor, z_b: torch.Tensor, alpha: float = 2.0) -> torch
     return (a - b).norm(dim=1).pow(alpha).mean()
 
 
+@no_autocast
 def uniformity(z: torch.Tensor, t: float = 2.0) -> torch.Tensor:
     """Uniformity of Wang & Isola (2020; seed 000 Table 3.3): ``log mean_{i<j} exp(−t‖ẑ_i − ẑ_j‖²)`` on
     L2-normalised rows (t = 2). Uses ‖ẑ_i − ẑ_j‖² = 2 − 2⟨ẑ_i, ẑ_j⟩ and a logsumexp; O(N²d)."""
@@ -110,6 +116,7 @@ def uniformity(z: torch.Tensor, t: float = 2.0) -> torch.Tensor:
     return torch.logsumexp(-t * sq, dim=0) - math.log(sq.numel())
 
 
+@no_autocast
 def wang_isola(z_a: torch.Tensor, z_b: torch.Tensor, t: float = 2.0, weight: float = 1.0) -> torch.Tensor:
     """Wang & Isola (2020) objective (SPEC.md §4): ``alignment(ẑ_A, ẑ_B) + w · (U(ẑ_A) + U(ẑ_B)) / 2`` with
     α = 2 and U the uniformity above (t = 2, w = 1)."""

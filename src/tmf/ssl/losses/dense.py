@@ -7,8 +7,10 @@ plan π_i (P × P) computed **without gradient** from the cosine cost C_jk = −
 uniform marginals 1/P:
 
 - ``"argmax"``: DenseCL, t⁺(j) = argmax_k sim (eq. 3.18), the plan puts 1/P on (j, t⁺(j));
-- ``"exact"``: exact OT, ``ot.emd`` (eq. 3.22);
-- ``"entropic"``: ``ot.sinkhorn`` with regularisation ε (10 or 1000 in Table 3.5);
+- ``"exact"``: exact OT (eq. 3.22), the plan of ``ot.emd``, computed as the linear assignment it reduces to for
+  uniform marginals of equal size (``scipy.optimize.linear_sum_assignment``; tested equal to ``ot.emd``);
+- ``"entropic"``: the plan of ``ot.sinkhorn`` with regularisation ε (10 or 1000 in Table 3.5), computed for the
+  whole batch at once by POT's ``ot.solve_batch`` (tested equal to ``ot.sinkhorn``);
 - ``"unbalanced"``: ``ot.unbalanced.sinkhorn_unbalanced`` with entropic ε and marginal relaxation ``reg_m``
   (0.05 in Table 3.5), so dissimilar patches may keep their mass;
 - ``"uniform"``: π_jk = 1/P² (Table 3.5 "Uniform"); its argmax is arbitrary, so it is always used soft.
@@ -30,19 +32,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._util import full
+from ._util import full, no_autocast
 from .contrastive import moco_infonce
 
 MATCHINGS = ("argmax", "exact", "entropic", "unbalanced", "uniform")
 
 
 @torch.no_grad()
+@no_autocast
 def match_plans(f_a: torch.Tensor, f_b: torch.Tensor, matching: str = "argmax", eps: float = 10.0,
                 reg_m: float = 0.05) -> torch.Tensor:
     """(N, P, P) plans π_i between the patches of view A and view B of each image (no gradient); see the
-    module docstring. POT runs on float64 NumPy copies on the CPU."""
-    import ot
-
+    module docstring. Exact and unbalanced matchings run on float64 NumPy copies on the CPU; the entropic one on
+    the features' device."""
     if matching not in MATCHINGS:
         raise ValueError(f"dense matching must be one of {MATCHINGS}, got {matching!r}")
     a = F.normalize(full(f_a.detach()), dim=-1)
@@ -55,18 +57,31 @@ def match_plans(f_a: torch.Tensor, f_b: torch.Tensor, matching: str = "argmax", 
         plans = torch.zeros_like(sim)
         plans.scatter_(2, sim.argmax(dim=2, keepdim=True), 1.0 / p)
         return plans
+    if matching == "exact":
+        # Between two uniform measures of P atoms each, exact OT is attained at a permutation matrix / P
+        # (Birkhoff-von Neumann), i.e. the linear assignment problem: scipy's solver gives the plan of ot.emd
+        # (tested) about 5x faster, and needs no POT.
+        from scipy.optimize import linear_sum_assignment
+
+        cost = (-sim).double().cpu().numpy()
+        out = np.zeros_like(cost)
+        for i in range(n):
+            rows, cols = linear_sum_assignment(cost[i])
+            out[i, rows, cols] = 1.0 / p
+        return torch.from_numpy(out).to(dtype=sim.dtype, device=sim.device)
+    import ot  # the entropic and unbalanced matchings need POT
+
+    if matching == "entropic":
+        # POT's batched entropic solver (log-domain Sinkhorn on all N problems at once, on sim's device)
+        res = ot.solve_batch(-sim.double(), reg=eps, max_iter=10000, tol=1e-12)
+        return res.plan.to(sim.dtype)
     cost = (-sim).double().cpu().numpy()
     marg = np.full(p, 1.0 / p)
     out = np.empty_like(cost)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # POT's convergence warnings at large ε are expected and harmless here
+        warnings.simplefilter("ignore")  # POT's convergence warnings are expected and harmless here
         for i in range(n):
-            if matching == "exact":
-                out[i] = ot.emd(marg, marg, cost[i])
-            elif matching == "entropic":
-                out[i] = ot.sinkhorn(marg, marg, cost[i], reg=eps)
-            else:
-                out[i] = ot.unbalanced.sinkhorn_unbalanced(marg, marg, cost[i], reg=eps, reg_m=reg_m)
+            out[i] = ot.unbalanced.sinkhorn_unbalanced(marg, marg, cost[i], reg=eps, reg_m=reg_m)
     return torch.from_numpy(out).to(dtype=sim.dtype, device=sim.device)
 
 
@@ -79,6 +94,7 @@ def match_weights(plans: torch.Tensor, matching: str, soft: bool) -> torch.Tenso
     return w.scatter_(2, plans.argmax(dim=2, keepdim=True), 1.0)
 
 
+@no_autocast
 def dense_contrastive(f_a: torch.Tensor, f_b: torch.Tensor, g_a: torch.Tensor, g_b: torch.Tensor,
                       matching: str = "argmax", soft: bool = False, eps: float = 10.0, reg_m: float = 0.05,
                       temperature: float = 0.2,

@@ -21,9 +21,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._util import full
+from ._util import full, no_autocast
 
 
+@no_autocast
 def hydes(views: list[torch.Tensor] | tuple[torch.Tensor, ...], kappa: float = 10.0,
           local_weight: float = 1.0) -> torch.Tensor:
     """HyDeS loss ``w_l Ĥ_l − Ĥ_g`` (up to the constant (1 − w_l) log C_d(κ)) for a list of V ≥ 2 views, each

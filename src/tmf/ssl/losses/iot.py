@@ -26,7 +26,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._util import full
+from ._util import full, no_autocast
 
 COUPLINGS = ("ua", "u1", "uab")
 
@@ -65,6 +65,7 @@ def log_coupling(log_kernel: torch.Tensor, coupling: str = "ua", iters: int = 1)
     raise ValueError(f"iot: unknown coupling {coupling!r}; expected one of {COUPLINGS}")
 
 
+@no_autocast
 def iot_coupling(z_a: torch.Tensor, z_b: torch.Tensor, eps: float = 0.5, coupling: str = "ua",
                  iters: int = 1) -> torch.Tensor:
     """The (2N, 2N) coupling P of seed 003 (eq. 12, 19 or 21–22) between the 2N views; its entries sum to 1."""
@@ -90,6 +91,7 @@ def uniformity_penalty(log_p: torch.Tensor, positives: torch.Tensor) -> torch.Te
     return (log_qbar.exp() * (log_qbar - log_neg)).sum()
 
 
+@no_autocast
 def iot_loss(z_a: torch.Tensor, z_b: torch.Tensor, eps: float = 0.5, coupling: str = "ua", iters: int = 1,
              uniformity: float = 0.0) -> torch.Tensor:
     """IOT-CL loss (seed 003 eq. 23, plus λ_p KL(Q̄‖P) of eq. 24 when ``uniformity`` = λ_p > 0).

@@ -13,9 +13,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._util import full
+from ._util import full, no_autocast
 
 
+@no_autocast
 def sinkhorn_log(cost: torch.Tensor, eps: float, iters: int, a: torch.Tensor | None = None,
                  b: torch.Tensor | None = None, log: bool = False) -> torch.Tensor:
     """Entropic OT plan argmin_{π∈U(a,b)} ⟨π, C⟩ − ε H(π) by ``iters`` log-domain Sinkhorn iterations
@@ -47,6 +48,7 @@ def sinkhorn_log(cost: torch.Tensor, eps: float, iters: int, a: torch.Tensor | N
     return log_pi if log else log_pi.exp()
 
 
+@no_autocast
 def ot_sample(z_a: torch.Tensor, z_b: torch.Tensor, eps: float = 0.01, iters: int = 5) -> torch.Tensor:
     """OT between samples, L_Samples (seed 000 eq. 3.3–3.6).
 
@@ -66,6 +68,7 @@ def ot_sample(z_a: torch.Tensor, z_b: torch.Tensor, eps: float = 0.01, iters: in
     return -(log_pi[idx, idx + n].sum() + log_pi[idx + n, idx].sum()) / (2 * n)
 
 
+@no_autocast
 def ot_feature(z_a: torch.Tensor, z_b: torch.Tensor, eps: float = 0.01, iters: int = 5) -> torch.Tensor:
     """OT between features, L_Feature (seed 000 eq. 3.7–3.8).
 

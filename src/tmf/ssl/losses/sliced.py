@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._util import full
+from ._util import full, no_autocast
 
 
 def sphere_projections(d: int, n_projections: int, generator: torch.Generator | None = None,
@@ -38,6 +38,7 @@ def _w2_unif_circle(coords: torch.Tensor) -> torch.Tensor:
     return (w * x.pow(2)).sum(1) - mean.pow(2) + (w * x * ns).sum(1) + 1.0 / 12.0
 
 
+@no_autocast
 def ssw_uniformity(z: torch.Tensor, n_projections: int = 10, generator: torch.Generator | None = None,
                    projections: torch.Tensor | None = None) -> torch.Tensor:
     """SSW₂²(μ_z, Unif(S^{d−1})) (seed 000 eq. 3.14–3.16, Table 3.3).
@@ -65,6 +66,7 @@ def _check_pair(z_a: torch.Tensor, z_b: torch.Tensor, name: str) -> None:
                          f"{tuple(z_b.shape)}")
 
 
+@no_autocast
 def ssw_ssl(z_a: torch.Tensor, z_b: torch.Tensor, lambd: float = 20.0, n_projections: int = 10,
             generator: torch.Generator | None = None) -> torch.Tensor:
     """SSW-SSL (seed 000 eq. 3.17): ``(1/N) Σ_i ‖ẑ_A,i − ẑ_B,i‖² + (λ/2)(SSW₂²(ẑ_A, ν) + SSW₂²(ẑ_B, ν))``,
@@ -77,6 +79,7 @@ def ssw_ssl(z_a: torch.Tensor, z_b: torch.Tensor, lambd: float = 20.0, n_project
     return align + 0.5 * lambd * (ssw_uniformity(a, projections=proj) + ssw_uniformity(b, projections=proj))
 
 
+@no_autocast
 def sw_uniformity(z: torch.Tensor, n_projections: int = 10, generator: torch.Generator | None = None,
                   projections: torch.Tensor | None = None, target: torch.Tensor | None = None) -> torch.Tensor:
     """Euclidean SW₂²(μ_z, ν_N) between the L2-normalised rows of z and N samples of Unif(S^{d−1})
@@ -102,6 +105,7 @@ def sw_uniformity(z: torch.Tensor, n_projections: int = 10, generator: torch.Gen
     return (xs - xt).pow(2).mean(0).mean()
 
 
+@no_autocast
 def sw_ssl(z_a: torch.Tensor, z_b: torch.Tensor, lambd: float = 1.0, n_projections: int = 10,
            generator: torch.Generator | None = None) -> torch.Tensor:
     """SW-SSL (seed 000 §3.2.3, Table 3.4): eq. 3.17 with SW₂² to samples of Unif(S^{d−1}) in place of SSW₂²;
