@@ -120,6 +120,12 @@ def test_download_resumes_an_existing_part_file(server, tmp_path):
     _check_layout(dest)
     assert srv.cfg["log"] == ["bytes=500-"]
     assert not part.exists() and not (tmp_path / "raw" / ".download" / "mf.zip").exists()
+    # a download folder outside the destination (survives a workflow deleting a failed job's output)
+    cache = tmp_path / "cache" / "mf.zip.part"
+    cache.parent.mkdir()
+    cache.write_bytes(data[:700])
+    _check_layout(fetch(f"{base}/mf.zip", tmp_path / "raw2", sha256=_sha(data), download_dir=tmp_path / "cache"))
+    assert srv.cfg["log"][-1] == "bytes=700-" and not cache.exists()
 
 
 def test_server_ignoring_range_restarts_from_zero(server, tmp_path):

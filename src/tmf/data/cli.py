@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("fetch", help="bring real MiniFrance / DFC2022 data from data.url (section data)")
     p.add_argument("--out", required=True, help="folder that will hold the public layout (data/raw/<source>)")
+    p.add_argument("--cache", default=None,
+                   help="folder for the partial download (default <out>/.download); outside <out> it survives a "
+                   "failed job, so the next attempt resumes")
     add_cfg_arguments(p)
     p.set_defaults(func=_fetch)
 
@@ -68,7 +71,7 @@ def _fetch(args) -> int:
         raise ParamsError(f"data.url is empty: data.source {cfg['source']!r} needs the URL, archive or folder "
                           "of the data (IEEE DataPort needs a login: download by hand and point data.url at it)")
     t0 = time.perf_counter()
-    root = fetch(cfg["url"], args.out, cfg["sha256"])
+    root = fetch(cfg["url"], args.out, cfg["sha256"], download_dir=args.cache)
     log.info("data of %s ready under %s in %.1f s", cfg["url"], root, time.perf_counter() - t0)
     return 0
 

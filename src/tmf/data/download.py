@@ -320,11 +320,12 @@ def _move_layout(layout: Path, dest_dir: Path) -> None:
 # entry point
 
 
-def fetch(url_or_path: str, dest_dir: str | Path, sha256: str = "") -> Path:
+def fetch(url_or_path: str, dest_dir: str | Path, sha256: str = "", download_dir: str | Path | None = None) -> Path:
     """Bring real data into ``dest_dir`` and return the folder holding the public layout (``dest_dir``).
 
-    ``url_or_path``: http(s):// URL of an archive (downloaded with resume into ``dest_dir/.download``,
-    removed after extraction), file:// URL or local path of an archive (extracted in place of a download) or
+    ``url_or_path``: http(s):// URL of an archive (downloaded with resume into ``download_dir``, by default
+    ``dest_dir/.download``; removed after extraction; put it outside a folder that a workflow manager deletes
+    on failure to resume across attempts), file:// URL or local path of an archive (extracted in place of a download) or
     of a folder in the layout (linked, not copied). ``sha256`` checks the archive (not a folder).
     Afterwards ``dest_dir/<split>/<City>/BDORTHO/...`` exists and ``dest_dir/.fetched.json`` records the
     source.
@@ -338,7 +339,8 @@ def fetch(url_or_path: str, dest_dir: str | Path, sha256: str = "") -> Path:
     downloaded = None
     if scheme in ("http", "https"):
         name = Path(urllib.parse.unquote(parsed.path)).name or "download"
-        downloaded = download(url_or_path, dest_dir / ".download" / name, sha256)
+        cache = Path(download_dir) if download_dir else dest_dir / ".download"
+        downloaded = download(url_or_path, cache / name, sha256)
         with open(downloaded, "rb") as f:
             if _looks_like_html(f.read(1024)):
                 downloaded.unlink()

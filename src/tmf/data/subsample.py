@@ -102,8 +102,9 @@ def select_subtiles(tiles_df: pd.DataFrame, n_subtiles: int, size: int, seed: in
         chosen = np.sort(np.concatenate([offsets + first, rest]))
         t_idx = np.searchsorted(offsets, chosen, side="right") - 1
         local = chosen - offsets[t_idx]
+        records = tiles.to_dict("records")
         for ti, k in zip(t_idx, local, strict=True):
-            t = tiles.iloc[int(ti)]
+            t = records[int(ti)]
             r0 = int(k // n_c[ti]) * size
             c0 = int(k % n_c[ti]) * size
             sid = subtile_id(city, t["tile"], r0, c0)
