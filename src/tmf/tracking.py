@@ -313,6 +313,13 @@ class JobRun:
         else:
             self._store.retry(self._store.client.log_artifact, self.run_id, str(p))
 
+    def log_artifact_as(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """Copy a file to the run's artifacts, under the folder ``artifact_path`` (None: the top)."""
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"artifact not found: {p}")
+        self._store.retry(self._store.client.log_artifact, self.run_id, str(p), artifact_path=artifact_path or None)
+
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
 
@@ -322,6 +329,23 @@ class JobRun:
     def end(self, status: str) -> None:
         self.flush()
         self._store.write(self._store.client.set_terminated, self.run_id, status)
+
+
+CFG_ENV = "TMF_TRACKING_CFG"
+
+
+def config_from_env() -> dict[str, Any]:
+    """The ``tracking`` section the workflow passes to every job in ``$TMF_TRACKING_CFG`` (JSON), validated;
+    the schema's defaults when unset. (By environment, not by rule params: switching tracking on or off must not
+    make Snakemake re-run anything.)"""
+    from tmf.config import ParamsError, validate
+
+    text = os.environ.get(CFG_ENV, "").strip()
+    try:
+        cfg = json.loads(text) if text else {}
+    except json.JSONDecodeError as e:
+        raise ParamsError(f"${CFG_ENV}: not valid JSON: {e}") from None
+    return validate({"tracking": cfg}, source=f"${CFG_ENV}")["tracking"]
 
 
 def enabled(cfg: Mapping[str, Any] | None) -> bool:
@@ -389,9 +413,11 @@ def job_run(name: str, params: Mapping[str, Any], cfg: Mapping[str, Any] | None)
 
     ``name`` names the run (the rule and its wildcards, e.g. ``pretrain[method=simclr,seed=0]``); ``params`` are
     logged as the run's parameters; ``cfg`` is the ``tracking`` parameter section (``enabled``, ``uri``,
-    ``experiment``). The run ends FINISHED, or FAILED (KILLED on Ctrl-C) when the block raises; buffered metrics
-    are sent either way. With ``enabled: false`` it yields a :class:`NoRun`.
+    ``experiment``; None: :func:`config_from_env`). The run ends FINISHED, or FAILED (KILLED on Ctrl-C) when the
+    block raises; buffered metrics are sent either way. With ``enabled: false`` it yields a :class:`NoRun`.
     """
+    if cfg is None:
+        cfg = config_from_env()
     if not enabled(cfg):
         run_record_path(name).unlink(missing_ok=True)  # no stale link to an earlier run
         yield NoRun()

@@ -1,8 +1,13 @@
-"""``tmf track-start`` / ``tmf track-end``: the workflow's parent MLflow run (called by ``workflow/rules/tracking.smk``)."""
+"""``tmf track-start`` / ``tmf track-end``: the workflow's parent MLflow run (``workflow/rules/tracking.smk``);
+``tmf dvc-track``: version data, models and reports with DVC (``workflow/rules/dvc.smk``).
+
+Without ``--cfg`` or ``--params`` the tracking section comes from ``$TMF_TRACKING_CFG`` (set by the workflow for
+every job), else from the schema's defaults."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from tmf.cli import add_cfg_arguments
@@ -32,6 +37,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--status", default="FINISHED", choices=["FINISHED", "FAILED", "KILLED"])
     p.set_defaults(func=_end)
 
+    p = sub.add_parser(
+        "dvc-track",
+        help="version data/, results/* and reports/* with DVC (dvc add), the workflow's last step",
+        description="Run `dvc add` on data/ (data.dvc) and on each entry of results/ (but mlflow/) and reports/ "
+        "(results/<entry>.dvc, reports/<entry>.dvc), attach the pointers to the workflow's parent MLflow run, "
+        "and list them. Never run it in parallel with another DVC command (DVC locks the repository). "
+        "Afterwards: git add the printed .dvc files, git commit, dvc push.",
+    )
+    add_cfg_arguments(p)
+    p.add_argument("--root", default=".", help="the repository (default: the working directory)")
+    p.add_argument("--targets", nargs="+", help="paths to version (default: data, results/*, reports/*)")
+    p.add_argument("--out", help="also write {pointer file: md5} to this JSON file")
+    p.set_defaults(func=_dvc_track)
+
+
+def _tracking_cfg(args) -> dict:
+    from tmf import tracking
+    from tmf.config import section_arg
+
+    if args.cfg or args.params:
+        return section_arg(args.cfg, args.params, "tracking")
+    return tracking.config_from_env()
+
 
 def _start(args) -> int:
     from pathlib import Path
@@ -39,9 +67,7 @@ def _start(args) -> int:
     import yaml
 
     from tmf import tracking
-    from tmf.config import section_arg
-
-    cfg = section_arg(args.cfg, args.params, "tracking")
+    cfg = _tracking_cfg(args)
     params_file = args.params_file or args.params
     params = {}
     if params_file:
@@ -60,7 +86,27 @@ def _start(args) -> int:
 
 def _end(args) -> int:
     from tmf import tracking
-    from tmf.config import section_arg
 
-    tracking.end_parent(section_arg(args.cfg, args.params, "tracking"), args.status)
+    tracking.end_parent(_tracking_cfg(args), args.status)
+    return 0
+
+
+def _dvc_track(args) -> int:
+    from tmf import versioning
+    from tmf.io import write_json
+
+    pointers = versioning.dvc_track(args.root, args.targets)
+    cfg = _tracking_cfg(args)
+    try:
+        parent = versioning.log_pointers_to_parent(pointers, cfg, args.root)
+    except Exception as e:  # the data is versioned; a tracking hiccup must not fail the workflow's last step
+        logging.getLogger(__name__).warning("could not attach the DVC pointers to the MLflow parent run: %s", e)
+        parent = None
+    for pointer, md5 in pointers.items():
+        print(f"{pointer}\t{md5}")
+    if parent:
+        print(f"pointers attached to MLflow run {parent}", file=sys.stderr)
+    if args.out:
+        write_json(args.out, pointers)
+    print("to version this state: git add " + " ".join(pointers) + " && git commit, then dvc push", file=sys.stderr)
     return 0
