@@ -130,9 +130,9 @@ LOOKS: dict[str, Look] = {
         water=(0.28, 0.33, 0.36), brightness=0.0, contrast=0.80, cast=(1.00, 1.00, 1.02), haze=0.18,
         field_scale=1.5, hedges=0.0, canopy_gap=0.1),
     "massif": Look(
-        veg=(0.24, 0.38, 0.30), tree=(0.08, 0.17, 0.14), soil=(0.33, 0.28, 0.27), ripe=(0.62, 0.58, 0.44),
+        veg=(0.26, 0.40, 0.32), tree=(0.12, 0.22, 0.18), soil=(0.35, 0.30, 0.29), ripe=(0.62, 0.58, 0.44),
         roofs=((0.54, 0.34, 0.28), (0.34, 0.32, 0.33), (0.44, 0.40, 0.40), (0.60, 0.58, 0.56)),
-        water=(0.08, 0.20, 0.30), brightness=-0.08, contrast=1.18, cast=(0.92, 0.98, 1.10), haze=0.0,
+        water=(0.08, 0.20, 0.30), brightness=-0.05, contrast=1.12, cast=(0.92, 0.98, 1.10), haze=0.0,
         field_scale=1.1, hedges=0.2, canopy_gap=0.15),
 }
 _HAZE_COLOUR = np.array([0.72, 0.74, 0.78], dtype=np.float32)
