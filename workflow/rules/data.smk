@@ -30,6 +30,8 @@ rule fetch:
         source="minifrance|dfc2022",
     params:
         cfg=lambda w: as_json({k: config["data"][k] for k in ("source", "url", "sha256")}),
+        # Outside the output folder, which Snakemake deletes when a job fails: a new attempt resumes from here.
+        cache="data/.download",
     log:
         "logs/data/fetch_{source}.log",
     resources:
@@ -38,7 +40,7 @@ rule fetch:
     conda:
         SOFTWARE
     shell:
-        "tmf fetch --out {output} --cfg {params.cfg:q} > {log} 2>&1"
+        "tmf fetch --out {output} --cache {params.cache} --cfg {params.cfg:q} > {log} 2>&1"
 
 
 rule index_tiles:
@@ -55,7 +57,7 @@ rule index_tiles:
     conda:
         SOFTWARE
     shell:
-        "tmf index --root {input} --out {output} > {log} 2>&1"
+        "tmf index --root {input} --out {output} --workers {threads} > {log} 2>&1"
 
 
 rule subsample:
@@ -95,10 +97,11 @@ rule pack:
         out=lambda w, output: os.path.dirname(output.images),
     log:
         "logs/data/pack.log",
+    threads: workflow.cores
     resources:
         mem_mb=4000,
         runtime=60,
     conda:
         SOFTWARE
     shell:
-        "tmf pack --manifest {input.manifest} --out {params.out} > {log} 2>&1"
+        "tmf pack --manifest {input.manifest} --out {params.out} --workers {threads} > {log} 2>&1"
