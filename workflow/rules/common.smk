@@ -2,6 +2,7 @@ import os
 
 from snakemake.utils import validate
 
+from tmf.evaluate.plan import evaluation_jobs
 from tmf.workflow import as_json, setup_environment
 
 
@@ -56,3 +57,51 @@ def pretrained_encoder(method, seed=None):
 def notebook_params(**kw):
     """Parameters of a report notebook: the report section (figure settings) and the files it reads."""
     return as_json({"source": SOURCE, "dpi": config["report"]["dpi"], **kw})
+
+
+def evaluation_params(protocol, method):
+    """Exactly what one evaluation job depends on: the shared settings and its own protocol's section."""
+    from tmf.evaluate.plan import FINETUNE_PROTOCOLS
+
+    ev = config["evaluate"]
+    cfg = {k: ev[k] for k in ("backbone", "examples", "eval_batch")}
+    if method == "imagenet":
+        cfg["imagenet_weights"] = ev["imagenet_weights"]
+    if protocol in FINETUNE_PROTOCOLS:
+        cfg["finetune"] = ev["finetune"]
+        if method.startswith("berundanet"):
+            cfg["semisup"] = ev["semisup"]
+        if protocol != "finetune":
+            cfg["hyperbolic"] = ev["hyperbolic"]
+    else:
+        cfg[protocol] = ev[protocol]
+    return as_json({**cfg, **compute_params()})
+
+
+def appearance_params(*keys):
+    """The appearance settings a step depends on (encoding, embedding and scoring read different ones)."""
+    return as_json({k: config["appearance"][k] for k in keys})
+
+
+def appearance_encoder_inputs(w):
+    """An SSL encoder's analysis reads the pretraining stage's weights; the others only the sub-tiles."""
+    inputs = {"manifest": MANIFEST, "images": PACKED_IMAGES}
+    if w.encoder.startswith("ssl-"):
+        inputs["weights"] = pretrained_encoder(w.encoder.removeprefix("ssl-"))
+    return inputs
+
+
+# ---- evaluation: the plan of jobs is tmf.evaluate.plan
+EVAL_JOBS = {job.out: job for job in evaluation_jobs(config)}
+
+
+def evaluation_job(w):
+    return EVAL_JOBS[f"results/evaluate/{w.protocol}/{w.method}/frac{w.fraction}/seed{w.seed}"]
+
+
+def evaluation_inputs(w):
+    job = evaluation_job(w)
+    inputs = {"manifest": MANIFEST, "images": PACKED_IMAGES, "labels": PACKED_LABELS}
+    if job.encoder != "none":
+        inputs["encoder"] = job.encoder
+    return inputs

@@ -1,1 +1,41 @@
+# One job per (protocol, method, label fraction, seed) — the plan is tmf.evaluate.plan — then one table.
+rule evaluate:
+    input:
+        unpack(evaluation_inputs),
+    output:
+        metrics="results/evaluate/{protocol}/{method}/frac{fraction}/seed{seed}/metrics.json",
+        predictions="results/evaluate/{protocol}/{method}/frac{fraction}/seed{seed}/predictions.png",
+    params:
+        cfg=lambda w: evaluation_params(w.protocol, w.method),
+        encoder=lambda w: evaluation_job(w).encoder,
+        packed=lambda w, input: os.path.dirname(input.images),
+        out=lambda w, output: os.path.dirname(output.metrics),
+    log:
+        "logs/evaluate/{protocol}/{method}/frac{fraction}/seed{seed}.log",
+    benchmark:
+        "benchmarks/evaluate/{protocol}/{method}/frac{fraction}/seed{seed}.tsv"
+    threads: 1
+    resources:
+        mem_mb=6000,
+        runtime=120,
+        gpu=1 if config["device"] == "cuda" else 0,
+    conda:
+        SOFTWARE
+    shell:
+        "tmf evaluate --protocol {wildcards.protocol} --method {wildcards.method} --fraction {wildcards.fraction} "
+        "--seed {wildcards.seed} --manifest {input.manifest} --packed {params.packed} --encoder {params.encoder} "
+        "--out {params.out} --cfg {params.cfg:q} > {log} 2>&1"
 
+
+rule collect_evaluation:
+    input:
+        [f"{out}/metrics.json" for out in EVAL_JOBS],
+    output:
+        summary="results/evaluate/summary.csv",
+        aggregate="results/evaluate/summary_agg.csv",
+    log:
+        "logs/evaluate/collect.log",
+    conda:
+        SOFTWARE
+    shell:
+        "tmf collect --inputs {input} --out {output.summary} > {log} 2>&1"

@@ -4,7 +4,9 @@
 
 localrules:
     report_data,
+    report_appearance,
     report_pretraining,
+    report_evaluation,
     report_index,
 
 
@@ -54,11 +56,59 @@ rule report_pretraining:
         "--parameters {params.nb:q} > {log} 2>&1"
 
 
+APPEARANCE_DIRS = {e: f"results/appearance/{e}" for e in config["appearance"]["encoders"]}
+
+
+rule report_appearance:
+    input:
+        notebook="workflow/notebooks/appearance.ipynb",
+        summaries=[f"{d}/summary.json" for d in APPEARANCE_DIRS.values()],
+        figures=[f"{d}/figures/{n}.png" for d in APPEARANCE_DIRS.values() for n in APPEARANCE_FIGURES],
+        classes=rules.class_representativeness.output,
+    output:
+        html="reports/notebooks/appearance.html",
+        ipynb="reports/notebooks/appearance.ipynb",
+    params:
+        nb=notebook_params(encoders=APPEARANCE_DIRS, classes="results/classes"),
+    log:
+        "logs/report/appearance.log",
+    conda:
+        SOFTWARE
+    shell:
+        "tmf report-notebook --template {input.notebook} --html {output.html} --ipynb {output.ipynb} "
+        "--parameters {params.nb:q} > {log} 2>&1"
+
+
+rule report_evaluation:
+    input:
+        notebook="workflow/notebooks/evaluation.ipynb",
+        summary="results/evaluate/summary.csv",
+        aggregate="results/evaluate/summary_agg.csv",
+        runs=[f"{out}/metrics.json" for out in EVAL_JOBS],
+    output:
+        html="reports/notebooks/evaluation.html",
+        ipynb="reports/notebooks/evaluation.ipynb",
+    params:
+        nb=lambda w, input: notebook_params(summary=input.summary, aggregate=input.aggregate,
+                                            runs=list(input.runs)),
+    log:
+        "logs/report/evaluation.log",
+    conda:
+        SOFTWARE
+    shell:
+        "tmf report-notebook --template {input.notebook} --html {output.html} --ipynb {output.ipynb} "
+        "--parameters {params.nb:q} > {log} 2>&1"
+
+
 REPORT_PAGES = [
     ("Data and tinyMiniFrance", "reports/notebooks/data.html",
      "tiles, sub-tiles and class shares vs Tables 2.4–2.6"),
+    ("Appearance analysis", "reports/notebooks/appearance.html",
+     "t-SNE + one-class SVM coverage of the test cities by the training cities, vs Table 2.7"),
     ("Pretraining", "reports/notebooks/pretraining.html",
      "loss curves and embedding diagnostics of every (method, seed)"),
+    ("Evaluation", "reports/notebooks/evaluation.html",
+     "segmentation of the test cities for every protocol × method × label fraction, vs Table 3.1"),
 ]
 
 
@@ -66,15 +116,19 @@ rule report_index:
     input:
         pages=[p for _, p, _ in REPORT_PAGES],
         shares=f"{TINY}/class_shares.csv",
+        summaries=[f"{d}/summary.json" for d in APPEARANCE_DIRS.values()],
+        evaluation="results/evaluate/summary_agg.csv",
     output:
         "reports/index.html",
     params:
         source=SOURCE,
         pages=" ".join(f"--page {t!r} {p} {d!r}" for t, p, d in REPORT_PAGES),
+        summaries=lambda w, input: " ".join(f"--appearance-summary {p}" for p in input.summaries),
     log:
         "logs/report/index.log",
     conda:
         SOFTWARE
     shell:
         "tmf report-index --out {output} --source {params.source} --class-shares {input.shares} {params.pages} "
+        "{params.summaries} --evaluation {input.evaluation} "
         "> {log} 2>&1"

@@ -90,3 +90,59 @@ def loss_curves(histories: dict[str, str | Path], dpi: int = 110):
 def read_metrics(paths: list[str | Path]) -> pd.DataFrame:
     """Flatten a list of metrics JSON files into a table (nested dicts become dotted columns)."""
     return pd.json_normalize([json.loads(Path(p).read_text()) for p in paths])
+
+
+def metric_vs_fraction(agg: pd.DataFrame, protocol: str, metric: str = "miou", dpi: int = 110):
+    """Mean ± std over seeds of a test metric against the label fraction, one line per method."""
+    df = agg[agg["protocol"] == protocol]
+    fig, ax = plt.subplots(figsize=(6.5, 3.8), dpi=dpi)
+    for method, g in df.groupby("method", sort=False):
+        g = g.sort_values("fraction")
+        std = g[f"{metric}_std"].fillna(0.0)
+        ax.errorbar(g["fraction"], 100 * g[f"{metric}_mean"], yerr=100 * std, marker="o", capsize=3, label=method)
+    ax.set_xscale("log")
+    ax.set_xlabel("fraction of labeled sub-tiles")
+    ax.set_ylabel(f"test {metric.upper()} (%)")
+    ax.set_title(protocol)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def per_class_iou_bars(agg: pd.DataFrame, protocol: str, fraction: float, dpi: int = 110):
+    """Per-class test IoU (mean over seeds) of every method at one label fraction."""
+    from tmf.data.minifrance import SCORED_IDS
+
+    df = agg[(agg["protocol"] == protocol) & (agg["fraction"] == fraction)]
+    ids = [i for i in SCORED_IDS if f"iou_{i}_mean" in df.columns and df[f"iou_{i}_mean"].notna().any()]
+    fig, ax = plt.subplots(figsize=(10, 3.6), dpi=dpi)
+    width = 0.8 / max(1, len(df))
+    for k, (_, r) in enumerate(df.iterrows()):
+        ax.bar(np.arange(len(ids)) + k * width, [100 * (r[f"iou_{i}_mean"] or 0) for i in ids], width,
+               label=r["method"])
+    ax.set_xticks(np.arange(len(ids)) + 0.4 - width / 2, [str(i) for i in ids])
+    ax.set_xlabel("class id")
+    ax.set_ylabel("test IoU (%)")
+    ax.set_title(f"{protocol}, label fraction {fraction:g}")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(metrics_json: str | Path, dpi: int = 110):
+    """Row-normalised confusion matrix (true × predicted, scored ids) of one evaluation run."""
+    from tmf.data.minifrance import SCORED_IDS
+
+    m = json.loads(Path(metrics_json).read_text())
+    cm = np.asarray(m["confusion"], dtype=float)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(5.2, 4.6), dpi=dpi)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(SCORED_IDS)), SCORED_IDS, fontsize=7)
+    ax.set_yticks(range(len(SCORED_IDS)), SCORED_IDS, fontsize=7)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"{m['protocol']} / {m['method']} / {m['fraction']:g} / seed {m['seed']}", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return fig

@@ -68,3 +68,40 @@ def coverage_comparison(summary_json: str | Path, source: str) -> pd.DataFrame:
     df["encoder"] = summary.get("encoder", "")
     df["data"] = source_label(source)
     return df
+
+
+# Our evaluation methods ↔ the rows of seed 004 Table 3.1 (U-Net column; our decoder is a U-Net).
+TABLE_3_1_ROWS = {"oracle": "oracle", "supervised": "supervised", "berundanet_l1": "berundanet_late_l1",
+                  "berundanet_kmeans": "berundanet_late_kmeans"}
+
+
+def _mean_std(row: pd.Series, key: str) -> str:
+    mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
+    if mean is None or pd.isna(mean):
+        return "—"
+    return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None and not pd.isna(std) else "")
+
+
+def segmentation_comparison(summary_agg_csv: str | Path, source: str) -> pd.DataFrame:
+    """OA / mIoU on the test cities (%, mean ± std over seeds) next to seed 004 Table 3.1 (U-Net) for the
+    baselines that have a published counterpart, and every other pixel-level run without one."""
+    agg = pd.read_csv(summary_agg_csv)
+    ref = reference()["semisupervised_tinyminifrance"]["unet"]
+    rows = []
+    for _, r in agg.iterrows():
+        if r.get("n_train", 1) == 0:
+            continue
+        pub = ref.get(TABLE_3_1_ROWS.get(r["method"], ""), [None, None])
+        if r["protocol"] not in ("finetune", "linear"):
+            continue
+        rows.append({
+            "protocol": r["protocol"], "method": r["method"], "label fraction": r["fraction"],
+            "seeds": int(r["n_seeds"]),
+            "OA ours": _mean_std(r, "oa"), "OA T3.1": pub[0],
+            "mIoU ours": _mean_std(r, "miou"), "mIoU T3.1": pub[1],
+            "κ ours": _mean_std(r, "kappa"),
+        })
+    df = pd.DataFrame(rows)
+    if len(df):
+        df["data"] = source_label(source)
+    return df
