@@ -1,7 +1,7 @@
 """Time one training step of every pretraining method at the study's defaults (SPEC.md §4; schema defaults of
 ``pretrain.method_params``): ResNet-18, random images already on the device, SGD, bf16 autocast and
 channels_last on CUDA. Prints images/s, peak memory and whether the loss stayed finite; ``--out`` writes JSON.
-Not a test: timings depend on the machine (record them in docs/benchmarks.md).
+Not a test: timings depend on the machine (recorded in docs/ssl-methods.md).
 
     PYTHONPATH=src python3 scripts/bench_ssl_methods.py [--batch 256] [--crop 224] [--steps 10] [--methods a,b]
     .venv/bin/python scripts/bench_ssl_methods.py --matching-only   # CPU cost of the POT patch matchings
@@ -19,7 +19,8 @@ import time
 import torch
 
 
-def bench_method(name: str, batch: int, crop: int, steps: int, warmup: int, dev: torch.device) -> dict:
+def bench_method(name: str, batch: int, crop: int, steps: int, warmup: int, dev: torch.device, lr: float = 0.001,
+                 amp: bool = True) -> dict:
     from tmf.models.resnet import resnet18
     from tmf.ssl.methods import build_method, default_method_cfg
 
@@ -29,7 +30,7 @@ def bench_method(name: str, batch: int, crop: int, steps: int, warmup: int, dev:
     method = method.to(dev, memory_format=torch.channels_last if cuda else torch.contiguous_format)
     method.train()
     params = [p for p in method.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
+    opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
     g = torch.Generator(device=dev).manual_seed(0)
     base = torch.randn(batch, 3, crop, crop, device=dev, generator=g)  # views: one image each, resized + noise
     views = []
@@ -38,7 +39,7 @@ def bench_method(name: str, batch: int, crop: int, steps: int, warmup: int, dev:
         v = torch.nn.functional.interpolate(base, size=(side, side), mode="bilinear", antialias=True)
         v = v + 0.3 * torch.randn(v.shape, device=dev, generator=g)
         views.append(v.contiguous(memory_format=torch.channels_last) if cuda else v)
-    ctx = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+    ctx = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda and amp else contextlib.nullcontext
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     losses = []
@@ -60,11 +61,12 @@ def bench_method(name: str, batch: int, crop: int, steps: int, warmup: int, dev:
     dt = time.perf_counter() - t0
     losses = torch.stack(losses).float().cpu()
     return {
-        "method": name, "batch": batch, "crop": crop, "views": len(views),
+        "method": name, "batch": batch, "crop": crop, "views": len(views), "lr": lr, "amp": amp and cuda,
         "images_per_s": round(batch * steps / dt, 1), "step_ms": round(1000 * dt / steps, 1),
         "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
         "loss_first": round(float(losses[0]), 4), "loss_last": round(float(losses[-1]), 4),
         "finite": bool(torch.isfinite(losses).all()),
+        "losses": [round(float(x), 4) for x in losses[:: max(1, len(losses) // 8)]],
     }
 
 
@@ -91,6 +93,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--methods", default="", help="comma-separated; default: every registered method")
+    ap.add_argument("--lr", type=float, default=0.001,
+                    help="SGD learning rate (momentum 0.9; 0.01 diverges to collapse on these noise images at 224 px)")
+    ap.add_argument("--no-amp", action="store_true", help="float32 instead of bf16 autocast on CUDA")
     ap.add_argument("--matching-only", action="store_true")
     ap.add_argument("--out", default="")
     args = ap.parse_args()
@@ -108,7 +113,8 @@ def main() -> None:
         rows = []
         for name in names:
             try:
-                rows.append(bench_method(name, args.batch, args.crop, args.steps, args.warmup, dev))
+                rows.append(bench_method(name, args.batch, args.crop, args.steps, args.warmup, dev, args.lr,
+                                         not args.no_amp))
             except Exception as e:  # report and go on: one method's failure should not hide the others
                 rows.append({"method": name, "error": f"{type(e).__name__}: {e}"[:300]})
             print(json.dumps(rows[-1]), flush=True)

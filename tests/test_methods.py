@@ -16,7 +16,7 @@ torch.set_num_threads(1)
 # small heads so that the test is quick; everything else at the schema's defaults
 SMALL = {"hidden_dim": 32, "proj_dim": 16}
 QUEUED = ("mocov2", "densecl", "dense_ot_exact", "dense_ot_entropic", "dense_ot_unbalanced", "dense_ot_uniform")
-EMA = ("byol",) + QUEUED
+EMA = ("byol", "mocov2", "densecl")  # the dense OT variants share densecl's class
 
 
 def _cfg(name):
@@ -30,7 +30,7 @@ def _cfg(name):
     return cfg
 
 
-def _views(method, n=8, crop=16, seed=0):
+def _views(method, n=4, crop=16, seed=0):
     g = torch.Generator().manual_seed(seed)
     return [torch.randn(n, 3, max(8, round(s.size_factor * crop)), max(8, round(s.size_factor * crop)),
                         generator=g) for s in method.crop_specs()]
@@ -74,8 +74,8 @@ def test_method_trains_one_step(name):
     out = method(_views(method))
     assert isinstance(out, StepOutput)
     assert out.loss.ndim == 0 and torch.isfinite(out.loss)
-    assert out.z_a.shape == out.z_b.shape and out.z_a.shape[0] == 8
-    torch.testing.assert_close(out.z_a.norm(dim=1), torch.ones(8))
+    assert out.z_a.shape == out.z_b.shape and out.z_a.shape[0] == 4
+    torch.testing.assert_close(out.z_a.norm(dim=1), torch.ones(4))
     assert not out.z_a.requires_grad
     out.loss.backward()
     trainable = [(n, p) for n, p in method.named_parameters() if p.requires_grad]
@@ -133,13 +133,13 @@ def test_moco_queue_is_a_ring_buffer_of_keys():
     method = _build("mocov2")
     q0 = method.key_queue.clone()
     assert q0.shape == (20, 16)
-    out = method(_views(method))
+    out = method(_views(method, n=8))
     keys = out.z_b
     torch.testing.assert_close(method.key_queue[:8], keys)
     torch.testing.assert_close(method.key_queue[8:], q0[8:])
     assert int(method.key_ptr) == 8
-    method(_views(method, seed=1))
-    method(_views(method, seed=2))  # 24 keys into 20 slots: wraps to slot 4
+    method(_views(method, n=8, seed=1))
+    method(_views(method, n=8, seed=2))  # 24 keys into 20 slots: wraps to slot 4
     assert int(method.key_ptr) == 4
 
 
