@@ -23,3 +23,16 @@ def as_json(obj) -> str:
     """A rule's parameters as one canonical JSON string for `tmf ... --cfg` (also what Snakemake compares to
     decide whether the parameters changed)."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def resolve_methods(config: dict) -> list[str]:
+    """``pretrain.methods`` with ``all`` expanded to every registered method (one per ``pretrain.method_params``
+    key, so the Snakefile need not import torch); an unknown name is an error naming the parameter."""
+    registry = list(config["pretrain"]["method_params"])
+    methods = config["pretrain"]["methods"]
+    if "all" in methods:
+        return registry
+    unknown = [m for m in methods if m not in registry]
+    if unknown:
+        raise ValueError(f"pretrain.methods: unknown method(s) {unknown}; expected some of {registry} or [all]")
+    return list(methods)

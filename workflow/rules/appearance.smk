@@ -19,12 +19,12 @@ rule appearance_encode:
     params:
         cfg=lambda w: appearance_params("weights", "random_init_seed", "feature_layer", "input_size", "batch_size"),
         weights=lambda w, input: f"--weights {input.weights}" if "weights" in input.keys() else "",
-        device=config["device"],
+        device=DEVICE,
     log:
         "logs/appearance/{encoder}/encode.log",
     benchmark:
         "benchmarks/appearance/{encoder}/encode.tsv"
-    threads: 2
+    threads: config["threads"]
     resources:
         mem_mb=6000,
         runtime=60,

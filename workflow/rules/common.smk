@@ -3,12 +3,14 @@ import os
 from snakemake.utils import validate
 
 from tmf.evaluate.plan import evaluation_jobs
-from tmf.workflow import as_json, setup_environment
+from tmf.workflow import as_json, resolve_methods, setup_environment
 
 
 # Fills in every default of the schema, so the rest of the workflow reads config[...] without .get().
 validate(config, "../schemas/params.schema.yaml")
 setup_environment(config)
+# `all` stands for every registered method; from here on config lists them by name.
+config["pretrain"]["methods"] = resolve_methods(config)
 
 
 SOURCE = config["data"]["source"]
@@ -35,16 +37,14 @@ def without(section, *keys):
     return {k: v for k, v in config[section].items() if k not in keys}
 
 
-def compute_params():
-    """What every compute job depends on besides its own section."""
-    return {"device": config["device"], "threads": config["threads"]}
+DEVICE = config["device"]
 
 
 def pretrain_params(method):
     """Exactly what one method's run depends on: the shared training settings and its own method params."""
     cfg = without("pretrain", "methods", "seeds", "method_params")
     cfg["method_params"] = {method: config["pretrain"].get("method_params", {}).get(method, {})}
-    return as_json({**cfg, **compute_params()})
+    return as_json(cfg)
 
 
 def pretrained_encoder(method, seed=None):
@@ -75,7 +75,7 @@ def evaluation_params(protocol, method):
             cfg["hyperbolic"] = ev["hyperbolic"]
     else:
         cfg[protocol] = ev[protocol]
-    return as_json({**cfg, **compute_params()})
+    return as_json(cfg)
 
 
 def appearance_params(*keys):

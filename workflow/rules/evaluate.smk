@@ -9,6 +9,7 @@ rule evaluate:
         cfg=lambda w: evaluation_params(w.protocol, w.method),
         encoder=lambda w: evaluation_job(w).encoder,
         packed=lambda w, input: os.path.dirname(input.images),
+        device=DEVICE,
         out=lambda w, output: os.path.dirname(output.metrics),
     log:
         "logs/evaluate/{protocol}/{method}/frac{fraction}/seed{seed}.log",
@@ -24,7 +25,7 @@ rule evaluate:
     shell:
         "tmf evaluate --protocol {wildcards.protocol} --method {wildcards.method} --fraction {wildcards.fraction} "
         "--seed {wildcards.seed} --manifest {input.manifest} --packed {params.packed} --encoder {params.encoder} "
-        "--out {params.out} --cfg {params.cfg:q} > {log} 2>&1"
+        "--out {params.out} --device {params.device} --threads {threads} --cfg {params.cfg:q} > {log} 2>&1"
 
 
 rule collect_evaluation:

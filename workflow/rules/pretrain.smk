@@ -12,12 +12,13 @@ rule pretrain:
     params:
         cfg=lambda w: pretrain_params(w.method),
         packed=lambda w, input: os.path.dirname(input.images),
+        device=DEVICE,
         out=lambda w, output: os.path.dirname(output.encoder),
     log:
         "logs/pretrain/{method}/seed{seed}.log",
     benchmark:
         "benchmarks/pretrain/{method}/seed{seed}.tsv"
-    threads: 2
+    threads: config["threads"]
     resources:
         mem_mb=8000,
         runtime=240,
@@ -27,4 +28,4 @@ rule pretrain:
     shell:
         "tmf pretrain --method {wildcards.method} --seed {wildcards.seed} --manifest {input.manifest} "
         "--packed {params.packed} --out {params.out} "
-        "--cfg {params.cfg:q} > {log} 2>&1"
+        "--device {params.device} --threads {threads} --cfg {params.cfg:q} > {log} 2>&1"
