@@ -124,15 +124,15 @@ def test_dvc_track_outside_git_and_outside_dvc(tmp_path: Path, mini: Path, capsy
     assert "not a DVC repository" in capsys.readouterr().err
 
 
-def test_dvc_track_attaches_pointers_to_the_parent_run(mini: Path, monkeypatch):
+def test_dvc_track_attaches_pointers_to_the_parent_run(mini: Path, monkeypatch, tmp_path: Path):
     from mlflow.tracking import MlflowClient
 
     from tmf import tracking
 
     monkeypatch.chdir(mini)
+    cfg = {"enabled": True, "uri": f"sqlite:///{tmp_path}/store/mlflow.db", "experiment": "dvc-test", "dvc": True}
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv(tracking.PARENT_ENV, raising=False)
-    cfg = {"enabled": True, "uri": "", "experiment": "dvc-test", "dvc": True}
     parent = tracking.start_parent(cfg, {"a": 1})
     out = mini / "results/mlflow/tracked.json"
     assert main(["dvc-track", "--cfg", json.dumps(cfg), "--out", str(out)]) == 0
@@ -181,7 +181,14 @@ def test_fresh_run_reproduces_the_committed_data_dvc(clone: Path, tmp_path: Path
     parameters, deterministic generation and subsampling) leaves `dvc status data.dvc` clean."""
     assert (clone / "data.dvc").exists(), "data.dvc is not committed: run scripts/update_data_dvc.sh"
     assert not (clone / "data").exists()
+    committed = (clone / "data.dvc").read_text()
     snakemake(clone, "--cores", "2", "--configfile", tracking_off(tmp_path), "--", *DATA_TARGETS)
+    # what the workflow's last step does with data/ (a fresh clone's DVC cache is empty: `dvc status` alone would
+    # only say "not in cache")
+    run(clone, str(BIN / "tmf"), "dvc-track", "--targets", "data", "--cfg", '{"enabled": false}')
+    assert run(clone, "git", "diff", "--", "data.dvc").stdout == "", "the embedded default's data changed: " \
+        "if on purpose, run scripts/update_data_dvc.sh and commit data.dvc"
+    assert (clone / "data.dvc").read_text() == committed
     status = dvc(clone, "status", "data.dvc").stdout
     assert "Data and pipelines are up to date" in status, status
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -14,12 +15,26 @@ ON = {"enabled": True, "uri": "", "experiment": "tmf-test"}
 OFF = {"enabled": False, "uri": "", "experiment": "tmf-test"}
 
 
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory) -> Path:
+    """An empty MLflow SQLite database, created once: MLflow's schema migrations take seconds, a copy does not."""
+    from mlflow.tracking import MlflowClient
+
+    db = tmp_path_factory.mktemp("template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+    return db
+
+
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    """A fresh working directory, no tracking URI or parent run inherited from the environment."""
+def workdir(tmp_path, monkeypatch, empty_store):
+    """A fresh working directory with an empty default store; no tracking URI or parent run inherited from the
+    environment."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv(tracking.PARENT_ENV, raising=False)
+    monkeypatch.delenv(tracking.CFG_ENV, raising=False)
+    (tmp_path / "results/mlflow").mkdir(parents=True)
+    shutil.copy(empty_store, tmp_path / tracking.DEFAULT_DB)
     return tmp_path
 
 
@@ -60,7 +75,7 @@ def test_disabled_is_a_no_op(workdir):
         with pytest.raises(ValueError, match="loss"):
             run.log_metrics({"loss": "abc"})
     assert tracking.run_record("job") is None  # stale link removed
-    assert not (workdir / "results/mlflow/mlflow.db").exists()
+    assert not (workdir / "results/mlflow/mlflow.db.lock").exists()  # the store was never opened
     assert tracking.start_parent(OFF, {"a": 1}) is None
     assert main(["track-start", "--cfg", json.dumps(OFF)]) == 0
     assert main(["track-end", "--cfg", json.dumps(OFF)]) == 0
@@ -89,6 +104,8 @@ def test_standalone_run_logs_params_metrics_artifacts(workdir):
     rec = tracking.run_record("evaluate[method=simclr]")
     assert rec["run_id"] == run.run_id and rec["status"] == "FINISHED" and rec["parent_run_id"] is None
     assert tracking.run_records() == {"evaluate[method=simclr]": rec}
+    assert tracking.run_url(rec["run_id"], rec["experiment_id"], "http://127.0.0.1:5000/") == \
+        f"http://127.0.0.1:5000/#/experiments/{got.info.experiment_id}/runs/{run.run_id}"
 
 
 def test_failure_marks_run_failed_and_keeps_metrics(workdir):
@@ -164,7 +181,9 @@ def _worker(k: int, n_steps: int, barrier) -> str:
 
 
 def test_concurrent_jobs_lose_nothing(workdir):
-    """8 processes log 300 steps x 2 metrics each into one fresh SQLite store at once; every value reads back."""
+    """8 processes log 300 steps x 2 metrics each into one new SQLite store at once (they also race to create
+    it); every value reads back."""
+    (workdir / tracking.DEFAULT_DB).unlink()
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 

@@ -407,6 +407,11 @@ def run_records() -> dict[str, dict[str, Any]]:
     return out
 
 
+def run_url(run_id: str, experiment_id: str, ui: str = "http://127.0.0.1:5000") -> str:
+    """Link to a run in the MLflow UI (``mlflow ui`` / ``mlflow server`` at ``ui``), for the report's tables."""
+    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
 @contextlib.contextmanager
 def job_run(name: str, params: Mapping[str, Any], cfg: Mapping[str, Any] | None) -> Iterator[JobRun | NoRun]:
     """One MLflow run for one job: a child of the workflow's parent run when one is running, else standalone.
