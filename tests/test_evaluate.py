@@ -89,7 +89,13 @@ def test_pools_and_targets(tiny):
     assert set(frame["city"].iloc[lab]) == set(cities_in("labeled"))
     ora = label_pool(frame, "oracle")
     assert set(frame["city"].iloc[ora]) == set(cities_in("labeled") + cities_in("unlabeled"))
-    assert set(frame["city"].iloc[scoring_pool(frame)]) == set(cities_in("test"))
+    full = scoring_pool(frame)
+    assert set(frame["city"].iloc[full]) == set(cities_in("test"))
+    sub = scoring_pool(frame, max_per_city=2)
+    assert set(sub) <= set(full) and len(sub) == 2 * 8
+    assert frame["city"].iloc[sub].value_counts().eq(2).all()
+    np.testing.assert_array_equal(sub, scoring_pool(frame, max_per_city=2))
+    np.testing.assert_array_equal(scoring_pool(frame, max_per_city=99), full)
     t = targets(np.array([0, 1, 14, 15, 8]))
     assert t.tolist() == [IGNORE_INDEX, 0, 13, IGNORE_INDEX, 7]
     dom = dominant_class(frame)

@@ -111,12 +111,26 @@ def unlabeled_pool(frame: pd.DataFrame) -> np.ndarray:
     return idx
 
 
-def scoring_pool(frame: pd.DataFrame) -> np.ndarray:
-    """Row indices of the test cities' labeled sub-tiles with at least one scored pixel."""
+def scoring_pool(frame: pd.DataFrame, max_per_city: int = 0) -> np.ndarray:
+    """Row indices of the test cities' labeled sub-tiles with at least one scored pixel, in manifest order.
+
+    ``max_per_city`` > 0 keeps at most that many per test city: a fixed subset (a permutation seeded by the
+    city's name, independent of the job's seed, so every job scores the same sub-tiles). 0 keeps them all
+    (the real study); the embedded default uses it to bound CPU time.
+    """
     ok = frame["city"].isin(cities_in("test")).to_numpy() & (frame["has_label"].astype(int).to_numpy() == 1)
     idx = np.flatnonzero(ok & (scored_pixels(frame) > 0))
     if len(idx) == 0:
         raise ValueError("the manifest has no labeled test sub-tile with scored pixels")
+    if max_per_city > 0:
+        cities = frame["city"].to_numpy()[idx]
+        keep = []
+        for k, city in enumerate(cities_in("test")):
+            rows = idx[cities == city]
+            if len(rows) > max_per_city:
+                rows = np.sort(np.random.default_rng([k, 0x5C0E]).permutation(rows)[:max_per_city])
+            keep.append(rows)
+        idx = np.sort(np.concatenate(keep))
     return idx
 
 

@@ -177,7 +177,7 @@ def run_finetune(packed: Packed, backbone: nn.Module, method: str, fraction: flo
         aux_weight=float(semi["lambda_l1"] if aux == "l1" else semi["lambda_kmeans"]),
         kmeans_alpha_reg=float(semi["kmeans_alpha_reg"]), log_every=max(1, int(ft["steps"]) // 10))
     model.eval()
-    test_rows = scoring_pool(frame)
+    test_rows = scoring_pool(frame, int(cfg["max_test_per_city"]))
     ex = example_rows(test_rows, int(cfg["examples"]))
     per_city, kept = predict_dense(model, packed, test_rows, device, int(cfg["eval_batch"]), keep=ex)
     out = score_cities(per_city)

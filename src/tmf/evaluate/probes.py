@@ -146,7 +146,7 @@ def run_linear(packed: Packed, backbone: nn.Module, fraction: float, seed: int, 
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
     model.eval()
-    test_rows = scoring_pool(frame)
+    test_rows = scoring_pool(frame, int(cfg["max_test_per_city"]))
     ex = example_rows(test_rows, int(cfg["examples"]))
     per_city, kept = predict_dense(model, packed, test_rows, device, int(cfg["eval_batch"]), keep=ex)
     out = score_cities(per_city)
@@ -184,7 +184,7 @@ def run_scene(packed: Packed, backbone: nn.Module, protocol: str, fraction: floa
 
     frame = packed.manifest
     train_rows = nested_fraction(label_pool(frame, "labeled"), fraction, seed)
-    test_rows = scoring_pool(frame)
+    test_rows = scoring_pool(frame, int(cfg["max_test_per_city"]))
     y_train = dominant_class(frame.iloc[train_rows])
     y_test = dominant_class(frame.iloc[test_rows])
     t0 = time.perf_counter()
