@@ -163,6 +163,66 @@ def test_track_end_failed_and_env_parent(workdir, monkeypatch):
     assert client.get_run(child.run_id).data.tags["mlflow.parentRunId"] == run_id
 
 
+def test_command_run_names():
+    from argparse import Namespace
+
+    assert tracking.command_run_name("pretrain", Namespace(seed=0, method="simclr", out="results/p", cfg="{}")) \
+        == "pretrain[method=simclr,seed=0]"
+    assert tracking.command_run_name("evaluate", Namespace(protocol="linear", method="random", fraction=1.0, seed=0,
+                                                           encoder="results/pretrain/x/encoder.pt")) \
+        == "evaluate[protocol=linear,method=random,fraction=1.0,seed=0]"
+    assert tracking.command_run_name("report-notebook", Namespace(template="t.ipynb", html="reports/n/data.html")) \
+        == "report-notebook[reports/n/data.html]"
+    assert tracking.command_run_name("report-index", Namespace()) == "report-index"
+
+
+def test_workflow_job_is_one_child_run(workdir, monkeypatch):
+    """Under a tracked workflow, a tmf command is one child run: its --cfg as parameters, a stage's own job_run
+    joins it (renamed), the numbers of its metrics.json become metrics and its small outputs artifacts."""
+    from argparse import Namespace
+
+    parent = tracking.start_parent(ON, {"a": 1})
+    monkeypatch.setenv(tracking.PARENT_ENV, parent)
+    monkeypatch.setenv(tracking.CFG_ENV, json.dumps(ON))
+    out = workdir / "results/evaluate/x"
+
+    def handler(args):
+        with tracking.job_run("evaluate[custom]", {"inner": 1}, None) as run:
+            run.log_metrics({"loss": 0.5}, step=3)
+        out.mkdir(parents=True)
+        (out / "metrics.json").write_text(json.dumps({"oa": 0.75, "per_city": {"Nice": {"miou": 0.5}},
+                                                      "confusion": [[1, 2]], "method": "x"}))
+        (out / "predictions.png").write_bytes(b"\x89PNG")
+        (out / "big.npy").write_bytes(b"0")
+        return 0
+
+    args = Namespace(method="simclr", seed=1, out=str(out), cfg=json.dumps({"steps": 2, "linear": {"lr": 0.1}}))
+    assert tracking.command_run("evaluate", handler, args) == 0
+    client = _client()
+    children = client.search_runs([client.get_run(parent).info.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{parent}'")
+    assert len(children) == 1
+    run = children[0]
+    assert run.info.run_name == "evaluate[custom]" and run.info.status == "FINISHED"
+    assert run.data.params == {"cfg.steps": "2", "cfg.linear.lr": "0.1", "inner": "1"}
+    assert run.data.metrics["oa"] == 0.75 and run.data.metrics["per_city.Nice.miou"] == 0.5
+    assert "job.duration_s" in run.data.metrics and "confusion" not in run.data.metrics
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss")] == [(3, 0.5)]
+    assert sorted(a.path for a in client.list_artifacts(run.info.run_id)) == ["metrics.json", "predictions.png"]
+    assert tracking.run_record("evaluate[custom]")["run_id"] == run.info.run_id
+    assert tracking.run_record("evaluate[method=simclr,seed=1]") is None  # renamed, one record
+
+    # through the CLI: a command that fails is a FAILED child run and keeps its exit status
+    assert main(["dvc-track", "--root", str(workdir / "nowhere")]) == 2
+    failed = client.search_runs([run.info.experiment_id], "attributes.run_name = 'dvc-track'")
+    assert len(failed) == 1 and failed[0].info.status == "FAILED"
+    assert failed[0].data.tags["mlflow.parentRunId"] == parent
+
+    monkeypatch.setenv(tracking.CFG_ENV, json.dumps(OFF))  # tracking off: the handler alone
+    assert tracking.command_run("evaluate", lambda a: 0, args) == 0
+    assert len(client.search_runs([run.info.experiment_id])) == 3
+
+
 def test_track_start_errors(workdir, capsys):
     assert main(["track-start", "--cfg", json.dumps(ON), "--params-file", "nope.yaml"]) == 2
     assert "nope.yaml" in capsys.readouterr().err

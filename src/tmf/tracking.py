@@ -269,9 +269,11 @@ def _check_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
 class JobRun:
     """A live MLflow run: metrics are buffered and sent with ``log_batch``."""
 
-    def __init__(self, store: _Store, run_id: str):
+    def __init__(self, store: _Store, run_id: str, name: str | None = None):
         self._store = store
         self.run_id = run_id
+        self.name = name
+        self.record: dict[str, Any] = {}
         self._buffer: list = []
         self._last_flush = time.monotonic()
         self._logged_params: dict[str, str] = {}
@@ -329,6 +331,22 @@ class JobRun:
     def end(self, status: str) -> None:
         self.flush()
         self._store.write(self._store.client.set_terminated, self.run_id, status)
+
+    def write_record(self, status: str) -> None:
+        """``results/mlflow/runs/<name>.json``: where the report finds this job's run."""
+        if self.name:
+            self.record.update(name=self.name, run_id=self.run_id, status=status)
+            write_json(run_record_path(self.name), self.record)
+
+    def rename(self, name: str) -> None:
+        """Give the run (and its record) the name the stage chose."""
+        if name == self.name:
+            return
+        if self.name:
+            run_record_path(self.name).unlink(missing_ok=True)
+        self.set_tags({"mlflow.runName": name, "tmf.job": name})
+        self.name = name
+        self.write_record(self.record.get("status", "RUNNING"))
 
 
 CFG_ENV = "TMF_TRACKING_CFG"
@@ -407,6 +425,10 @@ def run_records() -> dict[str, dict[str, Any]]:
     return out
 
 
+#: the run of the job this process is running (at most one), so that a stage's own job_run joins it
+_ACTIVE: list[JobRun] = []
+
+
 def run_url(run_id: str, experiment_id: str, ui: str = "http://127.0.0.1:5000") -> str:
     """Link to a run in the MLflow UI (``mlflow ui`` / ``mlflow server`` at ``ui``), for the report's tables."""
     return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
@@ -420,12 +442,21 @@ def job_run(name: str, params: Mapping[str, Any], cfg: Mapping[str, Any] | None)
     logged as the run's parameters; ``cfg`` is the ``tracking`` parameter section (``enabled``, ``uri``,
     ``experiment``; None: :func:`config_from_env`). The run ends FINISHED, or FAILED (KILLED on Ctrl-C) when the
     block raises; buffered metrics are sent either way. With ``enabled: false`` it yields a :class:`NoRun`.
+    Inside another ``job_run`` of the same process (``tmf`` opens one for every workflow job, see
+    :func:`command_run`) it yields that run, renamed ``name``, and leaves ending it to the outer block.
     """
     if cfg is None:
         cfg = config_from_env()
     if not enabled(cfg):
         run_record_path(name).unlink(missing_ok=True)  # no stale link to an earlier run
         yield NoRun()
+        return
+    if _ACTIVE:  # the job's run is already open (tmf opened it for a workflow job): this is the same job
+        run = _ACTIVE[-1]
+        run.rename(name)
+        if params:
+            run.log_params(params)
+        yield run
         return
     store = _Store.get(tracking_uri(cfg))
     exp_id = store.experiment_id(experiment_name(cfg))
@@ -434,10 +465,10 @@ def job_run(name: str, params: Mapping[str, Any], cfg: Mapping[str, Any] | None)
     if parent:
         tags["mlflow.parentRunId"] = parent
     info = store.write(store.client.create_run, exp_id, run_name=name, tags=tags)
-    run = JobRun(store, info.info.run_id)
-    record = {"name": name, "run_id": run.run_id, "parent_run_id": parent, "experiment_id": exp_id,
-              "status": "RUNNING"}
-    write_json(run_record_path(name), record)
+    run = JobRun(store, info.info.run_id, name)
+    run.record = {"parent_run_id": parent, "experiment_id": exp_id}
+    run.write_record("RUNNING")
+    _ACTIVE.append(run)
     try:
         if params:
             run.log_params(params)
@@ -448,10 +479,12 @@ def job_run(name: str, params: Mapping[str, Any], cfg: Mapping[str, Any] | None)
             run.end(status)
         except Exception as end_error:  # keep the job's own error, not tracking's
             log.error("could not close MLflow run %s as %s: %s", run.run_id, status, end_error)
-        write_json(run_record_path(name), {**record, "status": status})
+        run.write_record(status)
         raise
+    finally:
+        _ACTIVE.remove(run)
     run.end("FINISHED")
-    write_json(run_record_path(name), {**record, "status": "FINISHED"})
+    run.write_record("FINISHED")
 
 
 
@@ -538,3 +571,100 @@ def end_parent(cfg: Mapping[str, Any] | None, status: str = "FINISHED") -> str |
         return None
     run.end(status)
     return run.run_id
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Every workflow job: the run opened around a `tmf` command
+
+
+#: arguments that name a job (Snakemake wildcards); arguments like these but holding a path are left out
+_NAME_ARGS = ("protocol", "method", "encoder", "fraction", "seed", "source")
+#: arguments holding a job's output (file or folder), whose small results become the run's artifacts
+_OUT_ARGS = ("out", "out_dir", "html", "dir")
+_MAX_ARTIFACT_BYTES = 5_000_000
+_ARTIFACT_SUFFIXES = (".json", ".csv", ".png", ".svg", ".html", ".txt", ".yaml")
+
+
+def command_run_name(command: str, args: Any) -> str:
+    """``<command>[k=v,...]`` from the job-naming arguments (``pretrain[method=simclr,seed=0]``), else from its
+    output (``report-notebook[reports/notebooks/data.html]``)."""
+    keys = []
+    for k in _NAME_ARGS:
+        v = getattr(args, k, None)
+        if v is not None and not (isinstance(v, str) and ("/" in v or v.endswith((".pt", ".pth")))):
+            keys.append(f"{k}={v}")
+    if not keys:
+        out = next((getattr(args, k) for k in _OUT_ARGS if getattr(args, k, None)), None)
+        keys = [str(out)] if out else []
+    return f"{command}[{','.join(keys)}]" if keys else command
+
+
+def command_outputs(args: Any) -> list[Path]:
+    """The small result files of a job: its output file, or the top-level files of its output folder."""
+    found = []
+    for k in _OUT_ARGS:
+        v = getattr(args, k, None)
+        if not v or not isinstance(v, str | Path):
+            continue
+        p = Path(v)
+        files = sorted(q for q in p.iterdir() if q.is_file()) if p.is_dir() else [p] if p.is_file() else []
+        found += [q for q in files if q.suffix in _ARTIFACT_SUFFIXES and not q.name.startswith(".")
+                  and q.stat().st_size <= _MAX_ARTIFACT_BYTES]
+    return found
+
+
+def _scalar_metrics(obj: Any, prefix: str = "", depth: int = 0) -> dict[str, float]:
+    """Numbers of a metrics JSON (nested dicts to dotted keys, three levels deep; lists left out)."""
+    out: dict[str, float] = {}
+    if not isinstance(obj, Mapping) or depth > 2:
+        return out
+    for k, v in obj.items():
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, int | float):
+            out[_key(f"{prefix}{k}")] = float(v)
+        elif isinstance(v, Mapping):
+            out.update(_scalar_metrics(v, f"{prefix}{k}.", depth + 1))
+    return out
+
+
+def under_workflow() -> bool:
+    """True in a job of a tracked workflow run (the parent run's id is in the environment), on the main rank."""
+    return bool(os.environ.get(PARENT_ENV)) and os.environ.get("RANK", "0") == "0"
+
+
+def command_run(command: str, handler, args: Any) -> int:
+    """Run a ``tmf`` subcommand as one MLflow child run of the workflow's parent: named after the command and its
+    wildcard-like arguments, with the ``--cfg`` parameters (under ``cfg.``), the run time, and afterwards the
+    small files of its output as artifacts and the numbers of its ``metrics.json`` / ``summary.json`` as metrics.
+    Outside a tracked workflow (no parent run in the environment, or tracking off) the handler runs alone."""
+    cfg = config_from_env() if under_workflow() else None
+    if cfg is None or not enabled(cfg):
+        return handler(args)
+    params = {}
+    if getattr(args, "cfg", None):
+        try:
+            params = {"cfg": json.loads(args.cfg)}
+        except json.JSONDecodeError:
+            params = {}  # the handler reports the bad --cfg
+    t0 = time.monotonic()
+    with job_run(command_run_name(command, args), params, cfg) as run:
+        run.set_tags({"tmf.command": command})
+        rc = handler(args)
+        run.log_metrics({"job.duration_s": time.monotonic() - t0})
+        for path in command_outputs(args):
+            if path.name in ("metrics.json", "summary.json"):
+                try:
+                    run.log_metrics(_scalar_metrics(json.loads(path.read_text())))
+                except (ValueError, OSError) as e:
+                    log.warning("metrics of %s not logged: %s", path, e)
+            run.log_artifact(path)
+        if rc:
+            raise _CommandFailed(rc)
+    return rc
+
+
+class _CommandFailed(RuntimeError):
+    def __init__(self, rc: int):
+        super().__init__(f"exit status {rc}")
+        self.rc = rc

@@ -14,6 +14,37 @@ from tmf.cli import add_cfg_arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    _register_own(sub)
+    _track_every_command(sub)
+
+
+def _track_every_command(sub: argparse._SubParsersAction) -> None:
+    """Make every subcommand (``tmf.cli`` registers this module last) one MLflow child run when it runs as a job
+    of a tracked workflow (:func:`tmf.tracking.command_run`); by hand it runs as before."""
+    for name, parser in sub.choices.items():
+        handler = parser.get_default("func")
+        if name in ("track-start", "track-end") or handler is None or getattr(handler, "tracked", False):
+            continue
+        parser.set_defaults(func=_tracked(name, handler))
+
+
+def _tracked(name: str, handler):
+    def run(args):
+        from tmf import tracking
+
+        if not tracking.under_workflow():
+            return handler(args)
+        try:
+            return tracking.command_run(name, handler, args)
+        except tracking._CommandFailed as e:
+            return e.rc
+
+    run.tracked = True
+    run.__doc__ = handler.__doc__
+    return run
+
+
+def _register_own(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "track-start",
         help="create the workflow's parent MLflow run (tags: git commit, parameter hash, data version)",
