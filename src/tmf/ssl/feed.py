@@ -70,7 +70,7 @@ class PackedFeed:
             on_device = device_cache is True or nbytes < max_device_fraction * free
         contiguous = bool(np.all(np.diff(self.rows) == 1))
         if on_device:
-            host = np.ascontiguousarray(arr[self.rows[0]:self.rows[-1] + 1] if contiguous else arr[self.rows])
+            host = np.array(arr[self.rows[0]:self.rows[-1] + 1] if contiguous else arr[self.rows])  # a writable copy
             self.images = torch.from_numpy(host).to(self.device)
             self._local = None
         else:
@@ -100,7 +100,10 @@ class PackedFeed:
         epoch, k = divmod(step, spe)
         if epoch != self._perm_epoch:
             order = self._epoch_order(epoch, spe * batch_size)
-            self._perm = order.to(self.device) if self.on_device else order
+            if self.on_device:  # from pinned memory the copy is asynchronous (no wait for the GPU's queue)
+                self._pinned = order.pin_memory()
+                order = self._pinned.to(self.device, non_blocking=True)
+            self._perm = order
             self._perm_epoch = epoch
         return self._perm[k * batch_size:(k + 1) * batch_size]
 

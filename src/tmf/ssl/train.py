@@ -62,6 +62,14 @@ def build_method(name: str, backbone: nn.Module, cfg: dict) -> nn.Module:
     return registry.build_method(name, backbone, mcfg)
 
 
+def view_dtype_for(device: torch.device) -> torch.dtype:
+    """The dtype the augmentations hand to the model: their own working dtype (float16 on CUDA, where bf16
+    autocast casts it at the first convolution; float32 on the CPU), so that no extra pass converts them."""
+    from tmf.ssl.augment import work_dtype
+
+    return work_dtype(device)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Diagnostics of the representation
 
@@ -94,7 +102,7 @@ def held_batch_diagnostics(method: nn.Module, feed: PackedFeed, crop_size: int, 
         size_factor, scale = 1.0, (0.2, 1.0)
 
     mf = devmod.memory_format(device)
-    va, vb = make_views(imgs, [_Spec, _Spec], crop_size, aug, ga, memory_format=mf)
+    va, vb = make_views(imgs, [_Spec, _Spec], crop_size, aug, ga, memory_format=mf, out_dtype=view_dtype_for(device))
     backbone = method.backbone
     was = backbone.training
     backbone.eval()
@@ -112,12 +120,58 @@ def held_batch_diagnostics(method: nn.Module, feed: PackedFeed, crop_size: int, 
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Views
+
+
+class _ViewSource:
+    """Each step's views. On CUDA they are made one step ahead on a side stream, so that the feed and the
+    augmentation of step s+1 (memory-bound) overlap the model's step s (mostly compute-bound) on the GPU; the
+    random numbers are drawn in the same order as without prefetching. :meth:`generator_state` is the
+    augmentation generator's state as if nothing had been prefetched: what a checkpoint stores."""
+
+    def __init__(self, feed, specs, crop_size, aug, gen, batch, info, mf, dtype, dev):
+        self.feed, self.specs, self.crop_size, self.aug, self.gen = feed, specs, crop_size, aug, gen
+        self.batch, self.info, self.mf, self.dtype, self.dev = batch, info, mf, dtype, dev
+        self.side = torch.cuda.Stream(dev) if dev.type == "cuda" else None
+        self._next = None  # (step, views, event, generator state before they were drawn)
+
+    def _make(self, step: int) -> list[torch.Tensor]:
+        local = self.batch // self.info.world_size
+        imgs = self.feed.batch(step, self.batch, self.info.rank, self.info.world_size)
+        return make_views(imgs, self.specs, self.crop_size, self.aug, self.gen, batch=self.batch,
+                          offset=self.info.rank * local, memory_format=self.mf, out_dtype=self.dtype)
+
+    def _produce(self, step: int):
+        state = self.gen.get_state()
+        with torch.cuda.stream(self.side):
+            views = self._make(step)
+            ev = torch.cuda.Event()
+            ev.record(self.side)
+        return step, views, ev, state
+
+    def views(self, step: int, total: int) -> list[torch.Tensor]:
+        if self.side is None:
+            return self._make(step)
+        nxt = self._next if self._next is not None and self._next[0] == step else self._produce(step)
+        _, views, ev, _ = nxt
+        cur = torch.cuda.current_stream(self.dev)
+        cur.wait_event(ev)
+        for v in views:
+            v.record_stream(cur)  # made on the side stream, used on this one
+        self._next = self._produce(step + 1) if step + 1 < total else None
+        return views
+
+    def generator_state(self) -> torch.Tensor:
+        return self._next[3] if self._next is not None else self.gen.get_state()
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Checkpoints
 
 
-def _rng_state(aug_gen: torch.Generator) -> dict:
+def _rng_state(aug_state: torch.Tensor) -> dict:
     st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-          "augment": aug_gen.get_state()}
+          "augment": aug_state}
     if torch.cuda.is_available():
         st["cuda"] = torch.cuda.get_rng_state_all()
     return st
@@ -192,10 +246,10 @@ def _run(cfg, manifest, packed_dir, out_dir, method_name, seed, dev, info, track
     batch = int(cfg["batch_size"])
     if batch % info.world_size:
         raise ValueError(f"pretrain.batch_size {batch} is not divisible by the {info.world_size} processes")
-    local = batch // info.world_size
     crop_size = int(cfg["crop_size"])
     aug = AugmentConfig.from_dict(cfg.get("augment"))
     mf = devmod.memory_format(dev)
+    view_dtype = view_dtype_for(dev)
 
     devmod.seed_everything(seed)  # identical initial weights on every rank
     backbone = build_backbone(cfg["backbone"])
@@ -257,13 +311,12 @@ def _run(cfg, manifest, packed_dir, out_dir, method_name, seed, dev, info, track
         t_start = time.perf_counter()
         timed_images, timed_s = 0, 0.0
         first_logged = False
+        source = _ViewSource(feed, specs, crop_size, aug, aug_gen, batch, info, mf, view_dtype, dev)
         while step < total:
             lr_factor = lr_at(step, total, 1.0, warmup, float(cfg.get("final_lr_ratio", 0.0)))
             for g, b0 in zip(opt.param_groups, base_lrs, strict=True):
                 g["lr"] = b0 * lr_factor
-            imgs = feed.batch(step, batch, info.rank, info.world_size)
-            views = make_views(imgs, specs, crop_size, aug, aug_gen, batch=batch, offset=info.rank * local,
-                               memory_format=mf)
+            views = source.views(step, total)
             with devmod.autocast(dev):
                 out = net(views)
             opt.zero_grad(set_to_none=True)
@@ -302,7 +355,7 @@ def _run(cfg, manifest, packed_dir, out_dir, method_name, seed, dev, info, track
                         "version": 1, "method": method_name, "seed": seed, "params": cfg, "step": step,
                         "model": model.state_dict(), "optimizer": opt.state_dict(),
                         "schedule": {"total": total, "warmup": warmup, "steps_per_epoch": spe},
-                        "rng": _rng_state(aug_gen), "history": history,
+                        "rng": _rng_state(source.generator_state()), "history": history,
                         "elapsed_s": elapsed_before + time.perf_counter() - t_start})
                 if info.is_distributed:
                     D.dist.barrier()
