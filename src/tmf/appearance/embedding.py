@@ -37,9 +37,11 @@ def tsne_embed(
     initialization: str = "pca",
     metric: str = "euclidean",
     neighbors: str = "exact",
+    negative_gradient_method: str = "fft",
     n_jobs: int = 1,
 ) -> np.ndarray:
-    """2-D t-SNE embedding (float32 ``(N, 2)``) of ``features`` ``(N, D)`` with openTSNE's FFT gradients.
+    """2-D t-SNE embedding (float32 ``(N, 2)``) of ``features`` ``(N, D)`` with openTSNE (FFT gradients by
+    default; ``bh`` = Barnes-Hut, faster for a few thousand points).
 
     The perplexity is lowered to (N − 1) / 3 when N is too small for it (openTSNE's own bound).
     """
@@ -62,7 +64,7 @@ def tsne_embed(
         initialization=initialization,
         metric=metric,
         neighbors=neighbors,
-        negative_gradient_method="fft",
+        negative_gradient_method=negative_gradient_method,
         n_jobs=n_jobs,
         random_state=seed,
         verbose=False,
