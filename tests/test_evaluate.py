@@ -23,6 +23,7 @@ from tmf.evaluate.data import (
     scoring_pool,
     targets,
 )
+from tmf.evaluate.engine import load_encoder
 from tmf.evaluate.losses import l1_reconstruction, relaxed_kmeans_loss
 from tmf.evaluate.plan import evaluation_jobs, fraction_tag
 from tmf.evaluate.run import aggregate_table, collect, run_job, summary_table
@@ -271,6 +272,15 @@ def test_encoder_file_roundtrip_and_errors(tiny, tmp_path):
         _run(tiny, tmp_path, "knn", "simclr", encoder=str(tmp_path / "bad.pt"))
     with pytest.raises(ValueError, match="--encoder"):
         _run(tiny, tmp_path, "knn", "simclr", encoder=None)
+    # a plain torchvision state dict (ImageNet weights) loads; a foreign one is refused with the file's name
+    torch.save(enc.state_dict(), tmp_path / "tv.pth")
+    loaded = load_encoder("resnet18", tmp_path / "tv.pth")
+    assert torch.equal(loaded.layer4[1].conv2.weight, enc.layer4[1].conv2.weight)
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "foreign.pth")
+    with pytest.raises(ValueError, match="foreign.pth.*missing"):
+        load_encoder("resnet18", tmp_path / "foreign.pth")
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        load_encoder("resnet18", tmp_path / "nope.pt")
     with pytest.raises(ValueError, match="fine-tuning"):
         _run(tiny, tmp_path, "linear", "supervised")
 
