@@ -13,7 +13,8 @@
 #    (tests/slurm/audit.py).
 #
 # Environment:
-#   TMF_SLURM_TEST_CONFIG    configfile, relative to the repository (default: tests/configs/tiny.yaml if present)
+#   TMF_SLURM_TEST_CONFIG    configfile, relative to the repository (default: tests/slurm/tiny.yaml, every stage
+#                            of the embedded synthetic data at its smallest: ~20 jobs, ~4 min on one CPU)
 #   TMF_SLURM_TEST_TARGETS   targets (default: the workflow's default target)
 #   TMF_SLURM_TEST_PROFILES  profiles to run (default: "slurm cluster-generic")
 #   TMF_SLURM_TEST_EXPECT_REMOTE  rules that must run as SLURM jobs (default: pretrain,evaluate)
@@ -32,7 +33,7 @@ PY=${TMF_PYTHON:-$ROOT/.venv/bin/python}
 export PATH="$(dirname "$PY"):$PATH"
 PROFILES=${TMF_SLURM_TEST_PROFILES:-slurm cluster-generic}
 CONFIG=${TMF_SLURM_TEST_CONFIG:-}
-if [ -z "$CONFIG" ] && [ -f "$SRC/tests/configs/tiny.yaml" ]; then CONFIG=tests/configs/tiny.yaml; fi
+if [ -z "$CONFIG" ] && [ -f "$SRC/tests/slurm/tiny.yaml" ]; then CONFIG=tests/slurm/tiny.yaml; fi
 read -r -a TARGETS <<<"${TMF_SLURM_TEST_TARGETS:-}"
 
 # shellcheck source=tests/slurm/slurm_cluster.sh
