@@ -253,10 +253,26 @@ def test_probes_run(tiny, tmp_path, protocol):
 def test_linear_without_cache_and_horospherical(tiny, tmp_path):
     m, _ = _run(tiny, tmp_path, "linear", "random", linear={"steps": 3, "batch": 2, "cache_mb": 0, "crop": 32})
     assert m["feature_cache"] is False
-    m, out = _run(tiny, tmp_path, "finetune_horospherical", "random",
-                  hyperbolic={"dim": 2, "prototypes": "random"})
+    m, out = _run(tiny, tmp_path, "finetune_horospherical_d2", "random", hyperbolic={"prototypes": "random"})
     _check_schema(m, out)
-    assert m["head"] == "horospherical"
+    assert m["head"] == "horospherical" and m["head_dim"] == 2
+    assert m["protocol"] == "finetune_horospherical_d2"
+    with pytest.raises(ValueError, match="dimension suffix"):
+        _run(tiny, tmp_path, "finetune_euclidean", "random")
+
+
+def test_plan_expands_head_dimensions():
+    from tmf.config import validate
+    from tmf.evaluate.plan import evaluation_jobs, split_protocol
+
+    params = validate({"pretrain": {"methods": ["simclr"]},
+                       "evaluate": {"protocols": ["finetune_horospherical", "finetune_euclidean", "linear"],
+                                    "baselines": ["random"], "fractions": [0.01], "seeds": [0]}})
+    protocols = {j.protocol for j in evaluation_jobs(params)}
+    assert protocols == {"linear", *(f"finetune_{h}_d{d}" for h in ("horospherical", "euclidean")
+                                      for d in (2, 3, 128))}
+    assert split_protocol("finetune_euclidean_d128") == ("finetune_euclidean", 128)
+    assert split_protocol("finetune") == ("finetune", None)
 
 
 def test_encoder_file_roundtrip_and_errors(tiny, tmp_path):

@@ -61,8 +61,9 @@ def notebook_params(**kw):
 
 def evaluation_params(protocol, method):
     """Exactly what one evaluation job depends on: the shared settings and its own protocol's section."""
-    from tmf.evaluate.plan import FINETUNE_PROTOCOLS
+    from tmf.evaluate.plan import FINETUNE_PROTOCOLS, split_protocol
 
+    protocol, _ = split_protocol(protocol)  # the head dimension is in the protocol name, not in params
     ev = config["evaluate"]
     cfg = {k: ev[k] for k in ("backbone", "examples", "eval_batch")}
     if method == "imagenet":
@@ -72,7 +73,7 @@ def evaluation_params(protocol, method):
         if method.startswith("berundanet"):
             cfg["semisup"] = ev["semisup"]
         if protocol != "finetune":
-            cfg["hyperbolic"] = ev["hyperbolic"]
+            cfg["hyperbolic"] = {k: v for k, v in ev["hyperbolic"].items() if k != "dims"}
     else:
         cfg[protocol] = ev[protocol]
     return as_json(cfg)

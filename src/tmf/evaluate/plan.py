@@ -24,6 +24,22 @@ TRAINED_BASELINES = ("supervised", "oracle", "berundanet_l1", "berundanet_kmeans
 BASELINES = ENCODER_BASELINES + TRAINED_BASELINES
 
 
+HEAD_PROTOCOLS = ("finetune_horospherical", "finetune_euclidean")  # one job per evaluate.hyperbolic.dims
+
+
+def head_protocol(protocol: str, dim: int) -> str:
+    """``finetune_horospherical`` at d = 3 → ``finetune_horospherical_d3`` (the job's protocol folder)."""
+    return f"{protocol}_d{dim}"
+
+
+def split_protocol(name: str) -> tuple[str, int | None]:
+    """``finetune_euclidean_d128`` → ``("finetune_euclidean", 128)``; other protocols → ``(name, None)``."""
+    for base in HEAD_PROTOCOLS:
+        if name.startswith(base + "_d") and name[len(base) + 2:].isdigit():
+            return base, int(name[len(base) + 2:])
+    return name, None
+
+
 def fraction_tag(fraction: float) -> str:
     """``0.01 → '0.01'``, ``1.0 → '1'``: the ``frac<f>`` folder name (shortest exact repr)."""
     return format(float(fraction), "g")
@@ -65,14 +81,18 @@ def evaluation_jobs(params: dict) -> list[Job]:
     ev = params["evaluate"]
     methods = list(dict.fromkeys(list(params["pretrain"]["methods"]) + list(ev["baselines"])))
     jobs = []
-    for protocol in ev["protocols"]:
+    protocols = []
+    for p in ev["protocols"]:
+        protocols += [head_protocol(p, d) for d in ev["hyperbolic"]["dims"]] if p in HEAD_PROTOCOLS else [p]
+    for protocol in protocols:
+        base, _ = split_protocol(protocol)
         for method in methods:
             if method in TRAINED_BASELINES:
-                if protocol not in FINETUNE_PROTOCOLS:
+                if base not in FINETUNE_PROTOCOLS:
                     continue
                 fractions = ev["baseline_fractions"]
             else:
-                fractions = ev["fractions"] if protocol in FINETUNE_PROTOCOLS else ev["probe_fractions"]
+                fractions = ev["fractions"] if base in FINETUNE_PROTOCOLS else ev["probe_fractions"]
             for fraction in fractions:
                 for i, seed in enumerate(ev["seeds"]):
                     jobs.append(Job(protocol, method, float(fraction), int(seed), encoder_path(method, i, params)))

@@ -17,10 +17,12 @@ import numpy as np
 from tmf.evaluate.plan import (
     ENCODER_BASELINES,
     FINETUNE_PROTOCOLS,
+    HEAD_PROTOCOLS,
     PROTOCOLS,
     TRAINED_BASELINES,
     fraction_tag,
     is_ssl,
+    split_protocol,
 )
 from tmf.io import atomic_path, read_json, write_csv, write_json
 
@@ -60,7 +62,14 @@ def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: st
 
     encoder = None if encoder in (None, "", "none") else str(encoder)
     fraction, seed = float(fraction), int(seed)
+    name = protocol
+    protocol, head_dim = split_protocol(name)
+    if (protocol in HEAD_PROTOCOLS) != (head_dim is not None):
+        raise ValueError(f"protocol {name!r}: the head protocols are {HEAD_PROTOCOLS} with a dimension suffix, "
+                         f"e.g. {HEAD_PROTOCOLS[0]}_d3")
     _check_job(protocol, method, fraction, seed, encoder)
+    if head_dim is not None:
+        cfg = {**cfg, "hyperbolic": {**cfg["hyperbolic"], "dim": head_dim}}
     dev = resolve_device(device)
     configure(dev, threads)
     seed_everything(seed)
@@ -76,7 +85,7 @@ def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: st
     examples = res.pop("_examples")
     metrics = {
         "schema_version": METRICS_SCHEMA_VERSION,
-        "protocol": protocol, "method": method, "fraction": fraction, "seed": seed,
+        "protocol": name, "method": method, "fraction": fraction, "seed": seed, "head_dim": head_dim,
         "encoder": encoder or "none", "backbone": cfg["backbone"],
         "device": str(dev), "torch": torch.__version__, "seconds": time.perf_counter() - t0,
         "params": {k: v for k, v in cfg.items()},
@@ -85,7 +94,7 @@ def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: st
     out = Path(out)
     write_json(out / "metrics.json", _clean(metrics))
     predictions_figure(data, examples, out / "predictions.png",
-                       title=f"{protocol} / {method} / {fraction_tag(fraction)} / seed {seed}")
+                       title=f"{name} / {method} / {fraction_tag(fraction)} / seed {seed}")
     return metrics
 
 
