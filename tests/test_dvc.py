@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -201,7 +202,10 @@ def test_round_trip_push_clone_pull_nothing_to_do(clone: Path, tmp_path: Path):
     from mlflow.tracking import MlflowClient
 
     cfg = tiny_config(clone)
-    snakemake(clone, "--cores", "2", *cfg)
+    proc = snakemake(clone, "--cores", "2", *cfg)
+    steps = re.findall(r"(\d+) of \1 steps \(100%\) done", proc.stdout + proc.stderr)
+    assert steps, proc.stderr[-3000:]
+    n_jobs = int(steps[-1]) - 1  # every job but `all` runs one tmf command
     pointers = sorted(str(p.relative_to(clone)) for p in
                       [clone / "data.dvc", *(clone / "results").glob("*.dvc"), *(clone / "reports").glob("*.dvc")])
     assert "data.dvc" in pointers and "results/pretrain.dvc" in pointers, pointers
@@ -216,8 +220,11 @@ def test_round_trip_push_clone_pull_nothing_to_do(clone: Path, tmp_path: Path):
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     parent = parents[0].info.run_id
     children = [r for r in runs if r is not parents[0]]
-    assert children and all(r.data.tags.get("mlflow.parentRunId") == parent for r in children)
+    assert len(children) == n_jobs, sorted(r.info.run_name for r in children)  # one child run per job
+    assert all(r.data.tags.get("mlflow.parentRunId") == parent for r in children)
     assert all(r.info.status == "FINISHED" for r in children)
+    names = {r.info.run_name for r in children}
+    assert "dvc-track" in names and any(n.startswith("pretrain[method=") for n in names), names
     assert parents[0].data.tags["tmf.data_version"] == versioning.read_pointer(clone / "data.dvc")["md5"]
 
     remote = tmp_path / "remote"

@@ -580,7 +580,7 @@ def end_parent(cfg: Mapping[str, Any] | None, status: str = "FINISHED") -> str |
 #: arguments that name a job (Snakemake wildcards); arguments like these but holding a path are left out
 _NAME_ARGS = ("protocol", "method", "encoder", "fraction", "seed", "source")
 #: arguments holding a job's output (file or folder), whose small results become the run's artifacts
-_OUT_ARGS = ("out", "out_dir", "html", "dir")
+_OUT_ARGS = ("out", "out_dir", "html")
 _MAX_ARTIFACT_BYTES = 5_000_000
 _ARTIFACT_SUFFIXES = (".json", ".csv", ".png", ".svg", ".html", ".txt", ".yaml")
 
