@@ -172,3 +172,34 @@ def test_multicrop_and_adamw(data, tmp_path):
 def test_divergence_is_reported(data, tmp_path):
     with pytest.raises(FloatingPointError, match="lower pretrain.lr"):
         _run(data, tmp_path / "nan", cfg=toy_cfg(steps=3, optimizer="sgd", lr=1e30, warmup_steps=0))
+
+
+# -- the command ---------------------------------------------------------------------------------------------
+
+
+def test_tmf_pretrain_command(data, tmp_path, monkeypatch, capsys):
+    from tmf.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("TMF_TRACKING_CFG", raising=False)
+    manifest, packed = data
+    cfg = {k: v for k, v in toy_cfg(steps=2, batch_size=8).items() if k not in ("methods", "seeds")}
+    cfg["method_params"] = {"simclr": {"hidden_dim": 32, "proj_dim": 16}}
+    out = tmp_path / "results" / "pretrain" / "simclr" / "seed3"
+    argv = ["pretrain", "--method", "simclr", "--seed", "3", "--manifest", str(manifest), "--packed", str(packed),
+            "--out", str(out), "--device", "cpu", "--threads", "1", "--cfg", json.dumps(cfg),
+            "--tracking-cfg", json.dumps({"enabled": False})]
+    assert main(argv) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["method"] == "simclr" and m["seed"] == 3 and m["steps"] == 2
+    assert m["params"]["method_params"]["simclr"]["proj_dim"] == 16
+    # bad input: a clear message, exit status 2, no traceback
+    bad = argv.copy()
+    bad[bad.index(str(manifest))] = str(tmp_path / "missing.csv")
+    bad[bad.index(str(out))] = str(tmp_path / "other")
+    assert main(bad) == 2
+    assert "manifest not found" in capsys.readouterr().err
+    bad_cfg = argv.copy()
+    bad_cfg[bad_cfg.index("--cfg") + 1] = json.dumps({**cfg, "optimizer": "adam"})
+    assert main(bad_cfg) == 2
+    assert "optimizer" in capsys.readouterr().err

@@ -30,7 +30,8 @@ def register(subparsers) -> None:
                    help="default: the 'device' key of --cfg if present, else auto")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: 'threads' of --cfg)")
     p.add_argument("--tracking-cfg", default=None,
-                   help="the tracking params section as JSON (default: the schema's defaults)")
+                   help="the tracking params section as JSON (default: $TMF_TRACKING_CFG, set by the workflow; "
+                   "else that of --params; else the schema's defaults)")
     add_cfg_arguments(p)
     p.set_defaults(func=_pretrain)
 
@@ -62,12 +63,14 @@ def _pretrain(args: argparse.Namespace) -> int:
         except json.JSONDecodeError as e:
             raise ParamsError(f"--tracking-cfg: not valid JSON: {e}") from None
         tracking = validate({"tracking": tcfg}, source="--tracking-cfg")["tracking"]
-    elif args.params:
+    elif args.params and not os.environ.get("TMF_TRACKING_CFG"):
         from tmf.config import load_params
 
         tracking = load_params(args.params)["tracking"]
-    else:
-        tracking = validate({})["tracking"]
+    else:  # what the workflow passes in $TMF_TRACKING_CFG, else the schema's defaults
+        from tmf.tracking import config_from_env
+
+        tracking = config_from_env()
     device = args.device or extra.get("device", "auto")
     threads = args.threads or extra.get("threads")
 

@@ -191,8 +191,12 @@ def save_checkpoint(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
-def _comparable(cfg: dict) -> dict:
-    return {k: v for k, v in cfg.items() if k not in _RESUME_FREE}
+def _comparable(cfg: dict, method: str) -> dict:
+    """What a run's result depends on: the pretrain section minus what only enumerates jobs (methods, seeds) or
+    cannot change the result, with the method parameters of this method only."""
+    out = {k: v for k, v in cfg.items() if k not in _RESUME_FREE | {"methods", "seeds", "method_params"}}
+    out["method_params"] = (cfg.get("method_params") or {}).get(method) or {}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -283,7 +287,7 @@ def _run(cfg, manifest, packed_dir, out_dir, method_name, seed, dev, info, track
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         if ck.get("method") != method_name or ck.get("seed") != seed or \
-                _comparable(ck.get("params", {})) != _comparable(cfg):
+                _comparable(ck.get("params", {}), method_name) != _comparable(cfg, method_name):
             raise ValueError(f"{ckpt_path} was written by a run with other parameters (method, seed or "
                              "pretrain section); delete it to start afresh")
         model.load_state_dict(ck["model"])
