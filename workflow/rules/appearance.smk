@@ -66,6 +66,7 @@ rule appearance_score:
         summary="results/appearance/{encoder}/summary.json",
         coverage="results/appearance/{encoder}/coverage_summary.csv",
         splits="results/appearance/{encoder}/split_coverage_summary.csv",
+        surfaces=expand("results/appearance/{{encoder}}/surfaces_seed{seed}.npz", seed=config["appearance"]["seeds"]),
     params:
         cfg=lambda w: appearance_params("svm", "grid_resolution", "grid_margin", "split_surface", "min_points"),
         out=lambda w, output: os.path.dirname(output.summary),
@@ -86,10 +87,7 @@ rule appearance_score:
 
 rule appearance_figures:
     input:
-        manifest=MANIFEST,
-        summary="results/appearance/{encoder}/summary.json",
-        coverage="results/appearance/{encoder}/coverage_summary.csv",
-        splits="results/appearance/{encoder}/split_coverage_summary.csv",
+        unpack(appearance_figure_inputs),
     output:
         **{
             name: report(
@@ -99,17 +97,48 @@ rule appearance_figures:
                 subcategory="{encoder}",
                 labels={"encoder": "{encoder}", "figure": name.replace("_", " ")},
             )
-            for name in APPEARANCE_FIGURES
+            for name in APPEARANCE_FIGURES + (["overlay"] if OVERLAY else [])
         },
     params:
         dir=lambda w, input: os.path.dirname(input.summary),
         dpi=config["report"]["dpi"],
+        overlay=lambda w, input: f"--overlay {input.overlay}" if "overlay" in input.keys() else "",
     log:
         "logs/appearance/{encoder}/figures.log",
     conda:
         SOFTWARE
     shell:
-        "tmf appearance-figures --manifest {input.manifest} --dir {params.dir} --dpi {params.dpi} > {log} 2>&1"
+        "tmf appearance-figures --manifest {input.manifest} --dir {params.dir} --dpi {params.dpi} {params.overlay} "
+        "> {log} 2>&1"
+
+
+if OVERLAY:
+
+    rule appearance_overlay:
+        input:
+            unpack(appearance_encoder_inputs),
+            features="results/appearance/{encoder}/features.npy",
+        output:
+            "results/appearance/{encoder}/overlay.npz",
+        params:
+            cfg=lambda w: appearance_params(
+                "weights", "random_init_seed", "feature_layer", "input_size", "batch_size", "tsne", "seeds",
+                "overlay_dir"
+            ),
+            weights=lambda w, input: f"--weights {input.weights}" if "weights" in input.keys() else "",
+            device=DEVICE,
+        log:
+            "logs/appearance/{encoder}/overlay.log",
+        threads: config["threads"]
+        resources:
+            mem_mb=6000,
+            runtime=60,
+        conda:
+            SOFTWARE
+        shell:
+            "tmf appearance-overlay --encoder {wildcards.encoder} --manifest {input.manifest} --packed {input.images} "
+            "--features {input.features} --out {output} {params.weights} --device {params.device} "
+            "--threads {threads} --cfg {params.cfg:q} > {log} 2>&1"
 
 
 rule class_representativeness:

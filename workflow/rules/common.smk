@@ -92,6 +92,20 @@ def appearance_encoder_inputs(w):
     return inputs
 
 
+OVERLAY = bool(config["appearance"]["overlay_dir"])  # Fig. 2.18 only when a folder of external GeoTIFFs is given
+
+
+def appearance_figure_inputs(w):
+    """The figures draw the first t-SNE seed's embedding and surfaces (and the overlay when there is one)."""
+    d, seed = f"results/appearance/{w.encoder}", config["appearance"]["seeds"][0]
+    inputs = {"manifest": MANIFEST, "summary": f"{d}/summary.json", "coverage": f"{d}/coverage_summary.csv",
+              "splits": f"{d}/split_coverage_summary.csv", "embedding": f"{d}/embedding_seed{seed}.npy",
+              "surfaces": f"{d}/surfaces_seed{seed}.npz"}
+    if OVERLAY:
+        inputs["overlay"] = f"{d}/overlay.npz"
+    return inputs
+
+
 # ---- evaluation: the plan of jobs is tmf.evaluate.plan
 EVAL_JOBS = {job.out: job for job in evaluation_jobs(config)}
 

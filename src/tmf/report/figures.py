@@ -1,19 +1,16 @@
-"""Figures shared by the report notebooks (matplotlib, Agg). Each function takes file paths of earlier stages
-and returns a matplotlib Figure; notebooks only display them."""
+"""Figures shared by the report notebooks. Each function takes file paths of earlier stages and returns a
+matplotlib Figure; notebooks only display them (the kernel's inline backend renders them into the page)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from tmf.data.minifrance import CLASSES, COLOURS, REPRESENTATIVENESS_IDS, colour_table  # noqa: E402
+from tmf.data.minifrance import CLASSES, COLOURS, REPRESENTATIVENESS_IDS, colour_table
 
 
 def class_share_bars(comparison: pd.DataFrame, dpi: int = 110):
