@@ -150,12 +150,21 @@ def test_killed_and_resumed_run_is_bit_identical(data, tmp_path):
     assert hf["loss"].tolist() == hr["loss"].tolist()
 
 
-def test_checkpoint_of_other_parameters_is_refused(data, tmp_path):
+def test_checkpoint_of_other_parameters_is_not_resumed(data, tmp_path, caplog):
+    """A changed parameter re-runs the job (Snakemake's params trigger): the stale checkpoint must not be
+    resumed, and the result equals a fresh run with the new parameters."""
     out = tmp_path / "out"
     _run(data, out, cfg=toy_cfg(steps=2))
-    with pytest.raises(ValueError, match="other parameters"):
+    with caplog.at_level("WARNING"):
         _run(data, out, cfg=toy_cfg(steps=2, lr=0.1))
-    _run(data, out, cfg=toy_cfg(steps=2, checkpoint_every=7))  # a resume-free parameter may change
+    assert "other parameters" in caplog.text
+    _run(data, tmp_path / "fresh", cfg=toy_cfg(steps=2, lr=0.1))
+    a, b = _encoder(out)["state_dict"], _encoder(tmp_path / "fresh")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        _run(data, out, cfg=toy_cfg(steps=2, lr=0.1, checkpoint_every=7))  # a resume-free parameter may change
+    assert "resumed from" in caplog.text
 
 
 def test_multicrop_and_adamw(data, tmp_path):

@@ -12,8 +12,8 @@ Data parallel (``torchrun``, or ``pretrain.ddp`` with ``nproc`` > 1 through ``tm
 
 Outputs (docs/file-formats.md, "Pretraining"): ``encoder.pt``, ``metrics.json``, ``history.csv``, and
 ``checkpoint.pt``, which is kept after the run (about 100 MB for ResNet-18 with its optimizer state): running the
-same command again then only re-writes the outputs, and a run with more steps cannot silently reuse it because
-the checkpoint records its parameters and a mismatch is refused.
+same command again then only re-writes the outputs, and a run with other parameters (more steps, another
+temperature...) cannot silently reuse it because the checkpoint records its parameters: it trains afresh.
 """
 
 from __future__ import annotations
@@ -284,12 +284,18 @@ def _run(cfg, manifest, packed_dir, out_dir, method_name, seed, dev, info, track
     ckpt_path = out_dir / CHECKPOINT
 
     step, history, elapsed_before = 0, [], 0.0
+    ck = None
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         if ck.get("method") != method_name or ck.get("seed") != seed or \
                 _comparable(ck.get("params", {}), method_name) != _comparable(cfg, method_name):
-            raise ValueError(f"{ckpt_path} was written by a run with other parameters (method, seed or "
-                             "pretrain section); delete it to start afresh")
+            # A parameter changed since that run (the workflow re-runs the job for exactly that reason): its
+            # checkpoint is stale, so train afresh; the next checkpoint replaces it.
+            if info.is_main:
+                log.warning("%s was written with other parameters (method, seed or pretrain section): "
+                            "not resuming from it, training afresh", ckpt_path)
+            ck = None
+    if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         _set_rng_state(ck["rng"], aug_gen)
