@@ -65,6 +65,7 @@ def test_slurm_profile_defaults():
     cfg = render("slurm")
     assert cfg["executor"] == "slurm"
     assert int(cfg["retries"]) >= 1 and int(cfg["jobs"]) == 50
+    assert int(cfg["cores"]) == 256  # defines workflow.cores, which subsample's threads use
     default = pairs(cfg["default-resources"])
     # Unset variables give empty strings, which the plugin treats as "not given".
     assert evaluate_resource(default["slurm_partition"], 1) == ""
@@ -113,7 +114,7 @@ def test_retries_scale_memory_and_time():
 def test_profiles_request_the_same_resources():
     slurm, generic = render("slurm"), render("cluster-generic")
     assert generic["executor"] == "cluster-generic"
-    for key in ("default-resources", "set-threads", "set-resources", "retries", "jobs"):
+    for key in ("default-resources", "set-threads", "set-resources", "retries", "jobs", "cores"):
         assert slurm[key] == generic[key], key
     for key in ("submit", "status", "cancel"):
         script = Path(generic[f"cluster-generic-{key}-cmd"])  # made absolute: the file is in the profile

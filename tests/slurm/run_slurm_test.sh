@@ -5,9 +5,10 @@
 #
 # 1. installs Debian's slurm-wlm and munge if missing, starts munged, slurmctld and slurmd on 127.0.0.1
 #    (tests/slurm/slurm_cluster.sh; every file under a temporary folder, daemons stopped on exit);
-# 2. copies the repository (tracked and untracked-but-not-ignored files) three times and runs the workflow on the
-#    small test configuration: locally, through workflow/profiles/slurm (snakemake-executor-plugin-slurm) and
-#    through workflow/profiles/cluster-generic (sbatch via submit.py, status via status.py);
+# 2. copies the repository once (tracked and untracked-but-not-ignored files) and runs the workflow on the
+#    small test configuration in three copies of it: locally, through workflow/profiles/slurm
+#    (snakemake-executor-plugin-slurm) and through workflow/profiles/cluster-generic (sbatch via submit.py,
+#    status via status.py);
 # 3. checks that every job that is not a local rule went through sbatch and completed (the Snakemake log's job
 #    ids against the job completion records of slurmctld) and that the outputs equal those of the local run
 #    (tests/slurm/audit.py).
@@ -73,14 +74,16 @@ SMK=("$PY" -m snakemake --printshellcmds --nocolor)
 # Same thread counts everywhere (1), so CPU results can be compared bit for bit.
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 # What the profiles read (docs/cluster.md): a node of this test has no GPU and few CPUs and little memory.
-export TMF_SLURM_PARTITION=debug TMF_SLURM_ACCOUNT="" TMF_SLURM_GPUS=0 TMF_SLURM_JOBS=4
+export TMF_SLURM_PARTITION=debug TMF_SLURM_ACCOUNT="" TMF_SLURM_GPUS=0 TMF_SLURM_JOBS=4 TMF_SLURM_CORES=2
 export TMF_SLURM_CPUS=1 TMF_SLURM_MEM_MB=1500 TMF_SLURM_RUNTIME=30
 export TMF_SLURM_GPU_CPUS=1 TMF_SLURM_GPU_MEM_MB=3000 TMF_SLURM_GPU_RUNTIME=60
 export TMF_CLUSTER_SCHEDULER=slurm
 
 t0=$(date +%s)
+# One snapshot of the source, so that every run sees the same files even if the tree changes meanwhile.
+copy_tree "$WORK/source"
 slurm_log "local reference run"
-copy_tree "$WORK/run-local"
+cp -a "$WORK/source" "$WORK/run-local"
 (cd "$WORK/run-local" && "${SMK[@]}" --cores 1 "${TARGETS[@]}") >"$WORK/local.log" 2>&1 \
     || { tail -n 60 "$WORK/local.log"; slurm_log "FAIL: the local run failed"; exit 1; }
 slurm_log "local run done in $(($(date +%s) - t0)) s"
@@ -91,7 +94,7 @@ status=0
 for profile in $PROFILES; do
     t1=$(date +%s)
     run=$WORK/run-$profile
-    copy_tree "$run"
+    cp -a "$WORK/source" "$run"
     extra=()
     case $profile in
         slurm)
