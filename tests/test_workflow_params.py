@@ -10,7 +10,7 @@ import yaml
 from tmf import config
 from tmf.cli import main
 
-from .conftest import REPO, snakemake
+from conftest import BIN, REPO, snakemake
 
 
 def test_defaults_fill_every_section():
@@ -71,7 +71,7 @@ def test_snakemake_lint_is_clean():
 def test_cli_bad_params_file_names_it(tmp_path):
     bad = tmp_path / "p.yaml"
     bad.write_text("subsample: {size: -3}\n")
-    proc = subprocess.run(["tmf", "subsample", "--params", str(bad), "--tiles", "x", "--root", "y", "--out", "z"],
+    proc = subprocess.run([str(BIN / "tmf"), "subsample", "--params", str(bad), "--tiles", "x", "--root", "y", "--out", "z"],
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "subsample.size" in proc.stderr and str(bad) in proc.stderr

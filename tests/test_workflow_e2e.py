@@ -1,0 +1,169 @@
+"""End to end: the whole workflow on a tiny embedded configuration, as a user runs it from a fresh clone.
+
+One run is shared by the tests of this module (it takes a few minutes on 2 cores). They check the outputs, that
+a second run does nothing, that the same parameters give a byte-identical manifest and identical metrics, and
+that a parameter change re-runs exactly what depends on it (issue: reports regenerated exactly when parameters
+change).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from browser import check_site, require_chromium
+from conftest import copy_repo, snakemake
+
+pytestmark = pytest.mark.slow
+
+TINY = ["--configfile", "tests/configs/tiny.yaml"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    repo = copy_repo(tmp_path_factory.mktemp("e2e") / "repo")
+    snakemake(repo, "--cores", "2", *TINY)
+    return repo
+
+
+def planned_rules(repo: Path, *extra: str) -> set[str]:
+    """Rules a dry run would execute (empty when there is nothing to do)."""
+    proc = snakemake(repo, "-n", "--cores", "2", *TINY, *extra)
+    text = proc.stdout + proc.stderr
+    if "Nothing to be done" in text:
+        return set()
+    m = re.search(r"Job stats:\n(.*?)\n\s*total", text, re.S)
+    assert m, text
+    rules = set()
+    for line in m.group(1).splitlines()[2:]:
+        parts = line.split()
+        if parts:
+            rules.add(parts[0])
+    rules.discard("all")
+    return rules
+
+
+def test_outputs_exist(run: Path):
+    manifest = pd.read_csv(run / "data/tinyminifrance/manifest.csv")
+    assert set(manifest["split"]) == {"labeled", "unlabeled", "test"}
+    assert manifest["city"].nunique() == 16
+    index = (run / "reports/index.html").read_text()
+    for page in re.findall(r'href="([^"]+)"', index):
+        assert (run / "reports" / page).exists(), page
+    assert "embedded synthetic" in index
+
+
+def test_report_opens_in_a_browser(run: Path):
+    """reports/index.html and every notebook it links load in headless Chromium, and every image resolves."""
+    require_chromium()
+    result = check_site(run)
+    pages = result["pages"]
+    notebooks = [p for p in pages if p.startswith("reports/notebooks/")]
+    assert len(notebooks) == 4, pages
+    for page, rec in pages.items():
+        assert rec["ok"], (page, rec)
+        assert rec["broken"] == [], (page, rec["broken"])
+    assert all(pages[p]["images"] > 0 for p in notebooks), {p: pages[p]["images"] for p in notebooks}
+
+
+def test_index_shows_comparison_tables(run: Path):
+    index = (run / "reports/index.html").read_text()
+    for heading in ("Table 2.7", "Table 3.1", "Tables 2.5 / 2.6"):
+        assert heading in index
+
+
+def test_snakemake_report_zip(run: Path):
+    snakemake(run, "--cores", "1", *TINY, "--report", "report.zip")
+    import zipfile
+
+    with zipfile.ZipFile(run / "report.zip") as z:
+        names = z.namelist()
+    assert any(n.endswith("coverage_heatmaps.png") for n in names), names[:20]
+    assert any(n.endswith("report.html") for n in names)
+
+
+def test_second_run_does_nothing_quickly(run: Path):
+    t0 = time.monotonic()
+    proc = snakemake(run, "--cores", "2", *TINY)
+    elapsed = time.monotonic() - t0
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    assert elapsed < 10, f"an up-to-date workflow took {elapsed:.1f} s to say so"
+
+
+def test_same_parameters_same_manifest(run: Path, tmp_path: Path):
+    """A second fresh copy regenerates the data: byte-identical manifest and crops."""
+    other = copy_repo(tmp_path / "again")
+    snakemake(other, "--cores", "2", *TINY, "data/tinyminifrance/manifest.csv")
+    a = run / "data/tinyminifrance/manifest.csv"
+    b = other / "data/tinyminifrance/manifest.csv"
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_rerun_gives_identical_metrics(run: Path):
+    """On the CPU, training is deterministic: forcing the pretraining and evaluation again reproduces the
+    scores exactly (throughput and timing fields aside)."""
+    evals = sorted((run / "results/evaluate").rglob("metrics.json"))
+    assert evals
+    before = {p: json.loads(p.read_text()) for p in evals}
+    pre = sorted((run / "results/pretrain").rglob("encoder.pt"))
+    before_w = {p: p.read_bytes() for p in pre}
+    snakemake(run, "--cores", "2", *TINY, "--forcerun", "pretrain", "evaluate")
+    for p, old in before.items():
+        new = json.loads(p.read_text())
+        for key in ("oa", "miou", "kappa", "per_class_iou", "confusion"):
+            assert new[key] == old[key], (p, key)
+    import torch
+
+    for p in pre:
+        a = torch.load(p, map_location="cpu", weights_only=True)["state_dict"]
+        b_path = p.with_suffix(".before")
+        b_path.write_bytes(before_w[p])
+        b = torch.load(b_path, map_location="cpu", weights_only=True)["state_dict"]
+        assert all(torch.equal(a[k], b[k]) for k in a), p
+
+
+def test_nothing_changed_reruns_nothing(run: Path):
+    assert planned_rules(run) == set()
+
+
+def test_report_parameter_reruns_only_reports(run: Path):
+    rules = planned_rules(run, "--config", "report={'dpi': 72}")
+    assert rules and all(r.startswith("report") for r in rules), rules
+
+
+def test_pretrain_parameter_reruns_that_method_and_downstream(run: Path):
+    import yaml
+
+    cfg = yaml.safe_load((run / "tests/configs/tiny.yaml").read_text())
+    method = cfg["pretrain"]["methods"][0]
+    out = snakemake(run, "-n", "--cores", "2", *TINY, "--config",
+                    f"pretrain={{'method_params': {{'{method}': {{'temperature': 0.3}}}}}}", check=False)
+    text = out.stdout + out.stderr
+    rules = planned_rules(run, "--config",
+                          f"pretrain={{'method_params': {{'{method}': {{'temperature': 0.3}}}}}}")
+    assert "pretrain" in rules, text
+    assert not rules & {"generate", "index_tiles", "subsample", "pack"}, rules
+    # only the changed method's pretraining job
+    assert len(re.findall(r"rule pretrain:", text)) == 1, text
+    assert f"wildcards: method={method}" in text
+
+
+def test_failed_notebook_leaves_no_report(run: Path, tmp_path: Path):
+    """A notebook that raises fails its rule and leaves nothing at the output paths."""
+    from tmf.report.notebook import execute_notebook
+
+    nb = run / "workflow/notebooks/data.ipynb"
+    broken = tmp_path / "broken.ipynb"
+    text = nb.read_text().replace('dpi = 110', 'dpi = 110\\nraise RuntimeError(\\"boom\\")')
+    broken.write_text(text)
+    html, ipynb = tmp_path / "out.html", tmp_path / "out.ipynb"
+    with pytest.raises(Exception, match="boom"):
+        execute_notebook(broken, html, ipynb, {}, cwd=run)
+    assert not html.exists() and not ipynb.exists()
+    assert not list(tmp_path.glob(".out*"))
