@@ -2,8 +2,8 @@
 the page and every linked notebook load, every image resolves").
 
 ``check_site(root)`` serves ``root`` over HTTP on 127.0.0.1 (a ``ThreadingHTTPServer`` on an ephemeral port, in a
-thread), and runs Debian's Chromium headless with ``--dump-dom`` on a small checker page served by the same server
-(same origin, so the checker can read the frames' DOM). The checker page
+thread), and opens a small checker page served by the same server (same origin, so the checker can read the frames'
+DOM) in Debian's Chromium, headless. The checker page
 
 1. fetches the index page (HTTP status), loads it in an iframe, and collects every ``<a href>`` pointing to a
    local ``.html`` page (same origin, query and fragment dropped, each page once);
@@ -11,7 +11,13 @@ thread), and runs Debian's Chromium headless with ``--dump-dom`` on a small chec
    makes lazy images eager and waits for every ``<img>`` to settle, and records the title, the number of
    ``<img>`` elements and the (truncated) ``src`` of each image that did not resolve
    (``!img.complete || img.naturalWidth === 0``; ``data:`` URIs are checked the same way);
-3. writes the result as JSON into ``<pre id="result">``, which ``--dump-dom`` prints and Python parses.
+3. POSTs the result as JSON to ``/__tmf_check__/result`` on the same server; Python waits for it in real time
+   (at most ``timeout`` seconds of wall clock), then kills Chromium.
+
+Why not ``--dump-dom --virtual-time-budget``: virtual time only stands still while network fetches are pending.
+Decoding images (notably large ``data:`` URIs, as nbconvert writes them) does not hold it, so virtual time jumps
+through the checker's pending timers, the budget "expires" after a few real seconds and Chromium dumps the DOM
+before the check has finished (on real notebook pages the result was missing in most runs).
 
 Outside hosts are mapped to "not found" (``--host-resolver-rules``), so the check is offline and a report that
 needs the internet to show an image fails it.
@@ -23,7 +29,6 @@ needs the internet to show an image fails it.
 from __future__ import annotations
 
 import functools
-import html
 import json
 import os
 import shutil
@@ -31,15 +36,18 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
 CHROMIUM_MISSING = "Chromium not installed (apt-get install chromium)"
 CHECKER_PATH = "/__tmf_check__/check.html"
+RESULT_PATH = "/__tmf_check__/result"
 
 CHECKER_JS = r"""
 const INDEX = %(index)s;
+const RESULT_PATH = %(result_path)s;
 const PAGE_TIMEOUT_MS = %(page_timeout)d;
 const SRC_MAX = 120;
 
@@ -71,7 +79,7 @@ async function settleImages(doc) {
     }), PAGE_TIMEOUT_MS, 'image').catch(() => {});
   }));
   // decode() settles data: URIs and large images that report complete before they are usable
-  await Promise.all(imgs.map(img => img.decode().catch(() => {})));
+  await Promise.all(imgs.map(img => withTimeout(img.decode(), PAGE_TIMEOUT_MS, 'decode').catch(() => {})));
   return imgs;
 }
 
@@ -119,12 +127,10 @@ async function main() {
       out.pages[key] = (await checkPage(url, false))[0];
     }
   } catch (e) { out.error = String(e); }
-  const pre = document.createElement('pre');
-  pre.id = 'result';
-  pre.textContent = JSON.stringify(out);
-  document.body.appendChild(pre);
+  await fetch(RESULT_PATH, {method: 'POST', headers: {'Content-Type': 'application/json'},
+                            body: JSON.stringify(out)});
 }
-main();
+main().catch(e => fetch(RESULT_PATH, {method: 'POST', body: JSON.stringify({error: String(e)})}));
 """
 
 
@@ -148,23 +154,46 @@ def require_chromium() -> str:
 
 
 def _checker_page(index: str, page_timeout_ms: int) -> bytes:
-    js = CHECKER_JS % {"index": json.dumps("/" + quote(index.lstrip("/"))), "page_timeout": page_timeout_ms}
+    js = CHECKER_JS % {"index": json.dumps("/" + quote(index.lstrip("/"))), "page_timeout": page_timeout_ms,
+                       "result_path": json.dumps(RESULT_PATH)}
     return ("<!doctype html><html><head><meta charset='utf-8'><title>tmf site check</title></head>"
             f"<body><div id='frames'></div><script>{js}</script></body></html>").encode()
 
 
-def _handler(root: Path, checker: bytes) -> type[SimpleHTTPRequestHandler]:
+class _Inbox:
+    """The checker's POSTed result (raw bytes), handed from the HTTP thread to ``check_site``."""
+
+    def __init__(self) -> None:
+        self.body: bytes | None = None
+        self.ready = threading.Event()
+
+
+def _handler(root: Path, checker: bytes, inbox: _Inbox) -> type[SimpleHTTPRequestHandler]:
     class Handler(SimpleHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's name)
             if self.path.split("?", 1)[0] == CHECKER_PATH:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(checker)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(checker)
+                self._reply(200, checker, "text/html; charset=utf-8")
                 return
             super().do_GET()
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            if self.path.split("?", 1)[0] != RESULT_PATH:
+                self._reply(404, b"not found", "text/plain")
+                return
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self._reply(204, b"", "text/plain")
+            if not inbox.ready.is_set():
+                inbox.body = body
+                inbox.ready.set()
+
+        def _reply(self, code: int, body: bytes, ctype: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            if body:
+                self.wfile.write(body)
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (http.server's signature)
             pass
@@ -172,24 +201,40 @@ def _handler(root: Path, checker: bytes) -> type[SimpleHTTPRequestHandler]:
     return functools.partial(Handler, directory=str(root))  # type: ignore[return-value]
 
 
-def _run_chromium(cmd: list[str], timeout: float) -> tuple[int, str, str]:
-    """Run ``cmd`` in its own process group; on timeout kill the whole group (Chromium forks helpers)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL Chromium's whole process group (it forks helpers) and reap the browser process."""
     try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        out, err = proc.communicate()
-        raise TimeoutError(f"Chromium did not finish the site check within {timeout:g} s; "
-                           f"stderr tail:\n{err[-2000:]}") from None
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _run_chromium(cmd: list[str], inbox: _Inbox, timeout: float, log: Path) -> int | None:
+    """Run ``cmd`` (stdout+stderr to ``log``) in its own process group until the checker has POSTed its result,
+    Chromium exits, or ``timeout`` seconds of wall clock pass; then kill the group. Returns Chromium's exit status
+    when it exited by itself, else None. Raises TimeoutError when no result came in time."""
+    deadline = time.monotonic() + timeout
+    with open(log, "wb") as sink:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        while not inbox.ready.wait(0.1):
+            if proc.poll() is not None:
+                return proc.returncode
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"Chromium did not finish the site check within {timeout:g} s; "
+                                   f"output tail:\n{_tail(log)}")
+        return None
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return proc.returncode, out, err
+        _kill_group(proc)
+
+
+def _tail(log: Path, n: int = 2000) -> str:
+    try:
+        return log.read_bytes()[-n:].decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 def check_site(root: Path, index: str = "reports/index.html", timeout: float = 60) -> dict:
@@ -199,7 +244,8 @@ def check_site(root: Path, index: str = "reports/index.html", timeout: float = 6
     ``ok`` is True when the page answered HTTP 200 and loaded; ``images`` counts its ``<img>`` elements and
     ``broken`` lists the (truncated) ``src`` of those that did not resolve. ``links`` lists the local pages the
     index links to (in document order). Raises FileNotFoundError when Chromium or ``root`` is missing, TimeoutError
-    when Chromium runs past ``timeout`` seconds (it is killed), RuntimeError when it prints no result.
+    when no result comes within ``timeout`` seconds of wall clock (Chromium is killed), RuntimeError when Chromium
+    exits without a result or the checker reports an error.
     """
     root = Path(root)
     if not root.is_dir():
@@ -208,30 +254,29 @@ def check_site(root: Path, index: str = "reports/index.html", timeout: float = 6
     if exe is None:
         raise FileNotFoundError(CHROMIUM_MISSING)
     page_timeout_ms = max(1000, int(timeout * 1000 / 4))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(root, _checker_page(index, page_timeout_ms)))
+    inbox = _Inbox()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(root, _checker_page(index, page_timeout_ms), inbox))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name="check_site-http", daemon=True)
     thread.start()
     try:
         port = server.server_address[1]
-        with tempfile.TemporaryDirectory(prefix="tmf-chromium-") as profile:
+        with tempfile.TemporaryDirectory(prefix="tmf-chromium-", ignore_cleanup_errors=True) as tmp:
+            log = Path(tmp) / "chromium.log"
             cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
                    "--disable-dev-shm-usage", "--mute-audio", "--hide-scrollbars",
                    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-                   f"--user-data-dir={profile}", f"--virtual-time-budget={int(timeout * 1000)}",
-                   "--dump-dom", f"http://127.0.0.1:{port}{CHECKER_PATH}"]
-            rc, out, err = _run_chromium(cmd, timeout)
+                   f"--user-data-dir={Path(tmp) / 'profile'}", f"http://127.0.0.1:{port}{CHECKER_PATH}"]
+            rc = _run_chromium(cmd, inbox, timeout, log)
+            if inbox.body is None:
+                raise RuntimeError(f"Chromium (exit {rc}) gave no site-check result for {root / index}; "
+                                   f"output tail:\n{_tail(log)}")
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
-    start = out.find('<pre id="result">')
-    end = out.find("</pre>", start)
-    if start < 0 or end < 0:
-        raise RuntimeError(f"Chromium (exit {rc}) printed no site-check result for {root / index}; "
-                           f"stderr tail:\n{err[-2000:]}")
-    result = json.loads(html.unescape(out[start + len('<pre id="result">'):end]))
+    result = json.loads(inbox.body.decode("utf-8"))
     if "error" in result:
         raise RuntimeError(f"site checker failed on {root / index}: {result['error']}")
     return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import random
 import struct
 import time
 import zlib
@@ -12,12 +13,15 @@ import pytest
 from browser import CHROMIUM_MISSING, check_site, require_chromium
 
 
-def png_bytes(width: int = 2, height: int = 2) -> bytes:
-    """A valid RGB PNG written by hand (PNG spec: signature, IHDR, IDAT of zlib'd filtered rows, IEND)."""
+def png_bytes(width: int = 2, height: int = 2, noise_seed: int | None = None) -> bytes:
+    """A valid RGB PNG written by hand (PNG spec: signature, IHDR, IDAT of zlib'd filtered rows, IEND): red pixels,
+    or seeded random pixels (incompressible, so the file is about 3 bytes per pixel) when ``noise_seed`` is given."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    rows = b"".join(b"\x00" + bytes([255, 0, 0] * width) for _ in range(height))  # filter 0, red pixels
+    rng = random.Random(noise_seed)
+    rows = b"".join(b"\x00" + (rng.randbytes(3 * width) if noise_seed is not None else bytes([255, 0, 0] * width))
+                    for _ in range(height))  # filter 0
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
@@ -67,6 +71,35 @@ def test_check_site_finds_broken_images_and_missing_pages(site: Path) -> None:
 
     absent = pages["reports/notebooks/absent.html"]
     assert absent["ok"] is False and absent["status"] == 404 and absent["broken"] == []
+
+
+def test_notebook_like_pages_with_big_data_uris_and_blocked_scripts(tmp_path: Path) -> None:
+    """Regression: nbconvert pages (scripts from a CDN that cannot load offline, MB of base64 figures) once made the
+    checker return nothing, because Chromium's virtual-time budget ran out while the images decoded."""
+    require_chromium()
+    notebooks = tmp_path / "reports" / "notebooks"
+    notebooks.mkdir(parents=True)
+    head = ("<script src='https://cdn.invalid/require.min.js'></script>"
+            "<script src='https://cdn.invalid/mathjax/latest.js?config=TeX-AMS_CHTML-full'></script>")
+    links = []
+    for n in range(3):
+        figures = "".join(
+            f"<img src='data:image/png;base64,{base64.b64encode(png_bytes(400, 300, noise_seed=10 * n + k)).decode()}'>"
+            for k in range(8))
+        if n == 2:
+            figures += "<img src='figure_not_written.png'>"
+        (notebooks / f"nb{n}.html").write_text(page(f"Notebook {n}", head + figures))
+        links.append(f"<a href='notebooks/nb{n}.html'>nb{n}</a>")
+    (tmp_path / "reports" / "index.html").write_text(page("Report", "".join(links)))
+    start = time.monotonic()
+    result = check_site(tmp_path, timeout=60)
+    assert time.monotonic() - start < 60
+    assert result["links"] == [f"reports/notebooks/nb{n}.html" for n in range(3)]
+    for n in range(3):
+        rec = result["pages"][f"reports/notebooks/nb{n}.html"]
+        assert rec["ok"] and rec["title"] == f"Notebook {n}"
+        assert rec["images"] == (9 if n == 2 else 8)
+        assert rec["broken"] == (["figure_not_written.png"] if n == 2 else [])
 
 
 def test_missing_index_is_not_ok(tmp_path: Path) -> None:
