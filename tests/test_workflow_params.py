@@ -75,3 +75,48 @@ def test_cli_bad_params_file_names_it(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "subsample.size" in proc.stderr and str(bad) in proc.stderr
+
+
+def test_broken_input_file_stops_the_run_before_training(tmp_path):
+    """Real-data source pointing at a folder with one corrupt tile: the run stops at the tile check, naming the
+    file, and no pretraining or evaluation job starts."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from conftest import copy_repo
+
+    data = tmp_path / "MiniFrance"
+    for split, city in (("labeled", "Nice"), ("test", "Cherbourg")):
+        folder = data / split / city / "BDORTHO"
+        folder.mkdir(parents=True)
+        (data / split / city / "UrbanAtlas").mkdir()
+        stem = "06-2014-1040-6300-LA93-0M50-E080" if city == "Nice" else "50-2013-0365-6965-LA93-0M50-E080"
+        profile = dict(driver="GTiff", height=64, width=64, crs="EPSG:2154", transform=from_origin(0, 64, 0.5, 0.5))
+        with rasterio.open(folder / f"{stem}.tif", "w", count=3, dtype="uint8", **profile) as f:
+            f.write(np.zeros((3, 64, 64), np.uint8))
+        with rasterio.open(data / split / city / "UrbanAtlas" / f"{stem}_UA2012.tif", "w", count=1, dtype="uint8",
+                           **profile) as f:
+            f.write(np.ones((1, 64, 64), np.uint8))
+    bad = data / "test" / "Cherbourg" / "BDORTHO" / "50-2013-0365-6965-LA93-0M50-E080.tif"
+    bad.write_bytes(b"not a tiff at all")
+    repo = copy_repo(tmp_path / "repo")
+    proc = snakemake(repo, "--cores", "1", "--config", f"data={{'source': 'minifrance', 'url': '{data}'}}",
+                     "tracking={enabled: false}", check=False)
+    assert proc.returncode != 0
+    log = (repo / "logs/data/index_tiles.log").read_text()
+    assert bad.name in log, log
+    assert not (repo / "results/pretrain").exists()
+    assert not (repo / "data/tinyminifrance").exists()
+
+
+def test_command_line_overrides_get_schema_types():
+    """`snakemake --config report='{dpi: 150}'` hands nested values over as strings."""
+    raw = {"report": {"dpi": "150"}, "tracking": {"enabled": "false"}, "evaluate": {"seeds": ["0", "1"],
+           "fractions": ["0.01", "1"]}, "appearance": {"svm": {"gamma": "scale"}}, "pretrain": {"methods": ["all"]}}
+    params = config.validate(config.coerce_strings(raw))
+    assert params["report"]["dpi"] == 150 and params["tracking"]["enabled"] is False
+    assert params["evaluate"]["seeds"] == [0, 1] and params["evaluate"]["fractions"] == [0.01, 1]
+    assert params["appearance"]["svm"]["gamma"] == "scale" and params["pretrain"]["methods"] == ["all"]
+    with pytest.raises(config.ParamsError, match="report.dpi"):
+        config.validate(config.coerce_strings({"report": {"dpi": "many"}}))

@@ -54,6 +54,34 @@ def validate(params: dict[str, Any], source: str = "parameters") -> dict[str, An
     return out
 
 
+def coerce_strings(value: Any, sub: dict | None = None) -> Any:
+    """Turn strings into the numbers and booleans the schema expects.
+
+    ``snakemake --config section='{key: 1}'`` parses nested values with YAML's BaseLoader, which keeps every scalar
+    a string; without this, ``--config report='{dpi: 150}'`` would fail validation. Strings that do not parse
+    as the expected type are left alone for validation to report.
+    """
+    sub = schema() if sub is None else sub
+    if isinstance(value, dict):
+        props = sub.get("properties", {})
+        return {k: coerce_strings(v, props.get(k, {})) for k, v in value.items()}
+    if isinstance(value, list):
+        return [coerce_strings(v, sub.get("items", {})) for v in value]
+    if not isinstance(value, str):
+        return value
+    types = [sub.get("type")] + [alt.get("type") for alt in sub.get("oneOf", [])]
+    if not {"integer", "number", "boolean"} & set(types):
+        return value
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    ok = {"integer": lambda x: isinstance(x, int) and not isinstance(x, bool),
+          "number": lambda x: isinstance(x, int | float) and not isinstance(x, bool),
+          "boolean": lambda x: isinstance(x, bool)}
+    return parsed if any(t in ok and ok[t](parsed) for t in types) else value
+
+
 def load_params(path: str | Path | None = None) -> dict[str, Any]:
     """Read a params YAML (or nothing: all defaults) and validate it."""
     if path is None:

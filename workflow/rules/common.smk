@@ -2,10 +2,13 @@ import os
 
 from snakemake.utils import validate
 
+from tmf.config import coerce_strings
 from tmf.evaluate.plan import evaluation_jobs
 from tmf.workflow import as_json, resolve_methods, setup_environment
 
 
+# Values given as `--config section='{key: 1}'` arrive as strings: give them the schema's types first.
+config.update(coerce_strings(dict(config)))
 # Fills in every default of the schema, so the rest of the workflow reads config[...] without .get().
 validate(config, "../schemas/params.schema.yaml")
 setup_environment(config)
