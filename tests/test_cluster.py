@@ -372,6 +372,7 @@ def slurm_test_wanted() -> tuple[bool, str]:
 
 @pytest.mark.slow
 @pytest.mark.slurm
+@pytest.mark.timeout(3000)
 @needs_workflow
 def test_workflow_through_real_slurm():
     wanted, reason = slurm_test_wanted()
@@ -391,3 +392,82 @@ def test_workflow_through_real_slurm():
         pytest.skip("SLURM is missing and cannot be installed here")
     assert proc.returncode == 0, out[-8000:]
     assert "PASS" in out
+
+
+# ------------------------------------------------------------------ the SLURM test's audit (tests/slurm/audit.py)
+
+
+def load_audit():
+    spec = importlib.util.spec_from_file_location("tmf_slurm_audit", REPO / "tests" / "slurm" / "audit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+SMK_LOG = """
+localrule generate:
+    output: data/raw
+    jobid: 4
+rule pretrain:
+    input: data/raw
+    jobid: 3
+    resources: mem_mb=1
+Job 3 has been submitted with SLURM jobid 11 (log: x).
+rule evaluate:
+    jobid: 2
+Job 2 has been submitted with SLURM jobid 12 (log: y).
+Job 2 has been submitted with SLURM jobid 13 (log: y).
+"""
+JOBCOMP = """JobId=11 UserId=root(0) Name=abc JobState=COMPLETED Partition=debug ExitCode=0:0
+JobId=12 UserId=root(0) Name=abc JobState=OUT_OF_MEMORY Partition=debug ExitCode=0:125
+JobId=13 UserId=root(0) Name=abc JobState=COMPLETED Partition=debug ExitCode=0:0
+"""
+
+
+def test_audit_jobs(tmp_path):
+    audit = load_audit()
+    for sid, rule in (("11", "pretrain"), ("12", "evaluate"), ("13", "evaluate")):
+        log = tmp_path / ".snakemake" / "slurm_logs" / f"rule_{rule}" / "w" / f"{sid}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("")
+    # a retried job passes when its last attempt completed
+    assert audit.check_jobs("slurm", SMK_LOG, JOBCOMP, tmp_path, ["pretrain", "evaluate"]) == []
+    assert audit.check_jobs("slurm", SMK_LOG, JOBCOMP, tmp_path, ["generate"])  # generate ran locally
+    failed = JOBCOMP.replace("JobId=13 UserId=root(0) Name=abc JobState=COMPLETED", "JobId=13 UserId=root(0) "
+                             "Name=abc JobState=FAILED")
+    assert any("ended FAILED" in p for p in audit.check_jobs("slurm", SMK_LOG, failed, tmp_path, []))
+    unsubmitted = SMK_LOG.replace("Job 3 has been submitted with SLURM jobid 11 (log: x).\n", "")
+    assert any("no SLURM job id" in p for p in audit.check_jobs("slurm", unsubmitted, JOBCOMP, tmp_path, []))
+    missing = "\n".join(JOBCOMP.splitlines()[1:])
+    assert any("missing from the jobcomp" in p for p in audit.check_jobs("slurm", SMK_LOG, missing, tmp_path, []))
+
+
+def test_audit_compare(tmp_path):
+    audit = load_audit()
+    a, b = tmp_path / "local", tmp_path / "slurm"
+    for run, secs, loss in ((a, 1.5, 0.25), (b, 9.0, 0.25)):
+        (run / "results" / "x").mkdir(parents=True)
+        (run / "results" / "x" / "metrics.json").write_text(json.dumps({"loss": loss, "seconds": secs}))
+        (run / "results" / "x" / "history.csv").write_text(f"step,loss,images_per_s\n1,{loss},{secs}\n")
+        (run / "results" / "x" / "a.npy").write_bytes(b"same")
+        (run / "logs").mkdir()
+        (run / "logs" / "x.log").write_text(str(secs))  # logs are not outputs
+    assert audit.compare_runs(a, b)[0] == []
+    (b / "results" / "x" / "metrics.json").write_text(json.dumps({"loss": 0.5, "seconds": 1.5}))
+    (b / "results" / "x" / "a.npy").write_bytes(b"diff")
+    problems = audit.compare_runs(a, b)[0]
+    assert any("metrics.json" in p for p in problems) and any("a.npy" in p for p in problems)
+    (b / "results" / "x" / "history.csv").unlink()
+    assert any("history.csv: missing" in p for p in audit.compare_runs(a, b)[0])
+
+
+def test_audit_torch_files_compared_by_content(tmp_path):
+    torch = pytest.importorskip("torch")
+    audit = load_audit()
+    state = {"arch": "resnet18", "state_dict": {"w": torch.arange(4.0)}, "elapsed_s": 1.0}
+    torch.save(state, tmp_path / "a.pt")
+    torch.save(dict(state, elapsed_s=7.0), tmp_path / "b.pt")
+    assert (tmp_path / "a.pt").read_bytes() != (tmp_path / "b.pt").read_bytes()
+    assert audit._torch_equal(tmp_path / "a.pt", tmp_path / "b.pt")
+    torch.save(dict(state, state_dict={"w": torch.arange(4.0) + 1e-6}), tmp_path / "c.pt")
+    assert not audit._torch_equal(tmp_path / "a.pt", tmp_path / "c.pt")

@@ -9,8 +9,9 @@ submitted, under its Snakemake job id, to SLURM, and its last SLURM job must app
 (``.snakemake/slurm_logs/rule_X/.../<id>.log`` or ``logs/cluster/X/<id>.log``) ties each SLURM id to its rule
 independently of the Snakemake log. ``compare`` checks that every output file of the local run exists in the
 cluster run and has the same content: CSV and JSON after dropping fields that measure the run rather than the
-result (timings, throughput, host names, tracking ids), everything else byte for byte, except the formats
-listed in LOOSE (figures, HTML, checkpoints, databases), whose differences are reported but not fatal.
+result (timings, throughput, host names, tracking ids), torch files by their loaded content (tensors by value),
+everything else byte for byte, except the formats listed in LOOSE (PDF/SVG figures, HTML and notebooks, which
+carry run dates; databases), whose differences are reported but not fatal.
 Exit status 0 when all checks pass, 1 otherwise.
 """
 
@@ -40,7 +41,9 @@ VOLATILE = re.compile(
     r"mlflow|tracking|uri|wall|started|finished|pid|user|workdir|cwd)",
     re.IGNORECASE,
 )
-LOOSE = {".png", ".pdf", ".svg", ".html", ".ipynb", ".pt", ".pth", ".ckpt", ".db", ".sqlite", ".pkl", ".zip"}
+LOOSE = {".png", ".pdf", ".svg", ".html", ".ipynb", ".db", ".sqlite", ".pkl", ".zip"}
+# torch.save archives embed the (temporary) file name, so they are compared by content.
+TORCH = {".pt", ".pth", ".ckpt"}
 
 
 def parse_snakemake_log(text: str, executor: str) -> tuple[dict[int, tuple[str, bool]], dict[int, list[str]]]:
@@ -139,6 +142,32 @@ def _drop_volatile(obj):
     return obj
 
 
+def _same_content(a, b) -> bool:
+    """Deep equality of loaded torch objects: tensors by value (and dtype), dicts without timing fields."""
+    import numpy as np
+    import torch
+
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dtype == b.dtype
+                and a.shape == b.shape and torch.equal(a, b))
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and np.array_equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        ka = {k for k in a if not VOLATILE.search(str(k))}
+        kb = {k for k in b if not VOLATILE.search(str(k))}
+        return ka == kb and all(_same_content(a[k], b[k]) for k in ka)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_content(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+def _torch_equal(a: Path, b: Path) -> bool:
+    import torch
+
+    load = lambda p: torch.load(p, map_location="cpu", weights_only=False)  # noqa: E731 (our own files)
+    return _same_content(load(a), load(b))
+
+
 def _csv_rows(data: bytes) -> list[list[str]]:
     rows = list(csv.reader(io.StringIO(data.decode())))
     if not rows:
@@ -189,6 +218,11 @@ def compare_runs(reference: Path, other: Path) -> tuple[list[str], list[str]]:
                 same += 1
             else:
                 problems.append(f"{rel}: CSV differs beyond timing columns")
+        elif suffix in TORCH:
+            if _torch_equal(a, b):
+                same += 1
+            else:
+                problems.append(f"{rel}: tensors or fields differ")
         elif suffix in LOOSE:
             notes.append(f"{rel}: bytes differ ({suffix} not compared)")
         else:
