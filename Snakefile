@@ -15,9 +15,12 @@ include: "workflow/rules/appearance.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/tracking.smk"
+include: "workflow/rules/dvc.smk"
 
 
 rule all:
     default_target: True
     input:
         "reports/index.html",
+        *DVC_TRACKED,
