@@ -174,6 +174,10 @@ def test_command_run_names():
     assert tracking.command_run_name("report-notebook", Namespace(template="t.ipynb", html="reports/n/data.html")) \
         == "report-notebook[reports/n/data.html]"
     assert tracking.command_run_name("report-index", Namespace()) == "report-index"
+    # two encoders' embedding jobs of the same seed must not share a name
+    a = tracking.command_run_name("appearance-embed", Namespace(seed=0, out="results/appearance/a/embedding_seed0.npy"))
+    b = tracking.command_run_name("appearance-embed", Namespace(seed=0, out="results/appearance/b/embedding_seed0.npy"))
+    assert a != b and a.startswith("appearance-embed[seed=0,")
 
 
 def test_workflow_job_is_one_child_run(workdir, monkeypatch):

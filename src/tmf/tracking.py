@@ -586,16 +586,19 @@ _ARTIFACT_SUFFIXES = (".json", ".csv", ".png", ".svg", ".html", ".txt", ".yaml")
 
 
 def command_run_name(command: str, args: Any) -> str:
-    """``<command>[k=v,...]`` from the job-naming arguments (``pretrain[method=simclr,seed=0]``), else from its
-    output (``report-notebook[reports/notebooks/data.html]``)."""
+    """``<command>[k=v,...]`` from the job-naming arguments (``pretrain[method=simclr,seed=0]``), plus its output
+    when they name no method, encoder or protocol (``report-notebook[reports/notebooks/data.html]``,
+    ``appearance-embed[seed=0,results/appearance/random-resnet34/embedding_seed0.npy]``)."""
     keys = []
     for k in _NAME_ARGS:
         v = getattr(args, k, None)
         if v is not None and not (isinstance(v, str) and ("/" in v or v.endswith((".pt", ".pth")))):
             keys.append(f"{k}={v}")
-    if not keys:
+    # Without a method, encoder or protocol (e.g. appearance-embed[seed=0]) the name would repeat across jobs:
+    # the output path tells them apart.
+    if not any(k.startswith(("method=", "encoder=", "protocol=")) for k in keys):
         out = next((getattr(args, k) for k in _OUT_ARGS if getattr(args, k, None)), None)
-        keys = [str(out)] if out else []
+        keys += [str(out)] if out else []
     return f"{command}[{','.join(keys)}]" if keys else command
 
 

@@ -105,3 +105,25 @@ def segmentation_comparison(summary_agg_csv: str | Path, source: str) -> pd.Data
     if len(df):
         df["data"] = source_label(source)
     return df
+
+
+def mlflow_links(names: list[str]) -> list[str]:
+    """An HTML link to each job's MLflow run (by job name, e.g. ``pretrain[method=simclr,seed=0]``), or "—" for a
+    job that was not tracked. The links open the run in ``mlflow ui`` on 127.0.0.1:5000 (docs/tracking.md)."""
+    from tmf import tracking
+
+    records = tracking.run_records()
+    out = []
+    for name in names:
+        rec = records.get(name)
+        if rec and rec.get("run_id"):
+            url = tracking.run_url(rec["run_id"], rec.get("experiment_id", "0"))
+            out.append(f'<a href="{url}" title="{name}">{rec["run_id"][:8]}</a>')
+        else:
+            out.append("—")
+    return out
+
+
+def evaluation_run_name(protocol: str, method: str, fraction: float, seed: int) -> str:
+    """The MLflow run name of one evaluation job (as ``tmf evaluate`` names it)."""
+    return f"evaluate[protocol={protocol},method={method},fraction={float(fraction)},seed={int(seed)}]"
