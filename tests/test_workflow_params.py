@@ -21,7 +21,7 @@ def test_defaults_fill_every_section():
     assert params["subsample"]["n_subtiles"] == 3500  # the thesis' tinyMiniFrance
 
 
-@pytest.mark.parametrize("name", ["default.yaml", "minifrance.yaml"])
+@pytest.mark.parametrize("name", ["default.yaml", "minifrance.yaml", "hyperbolic.yaml"])
 def test_params_files_are_valid(name):
     config.load_params(REPO / "params" / name)
 
