@@ -1,4 +1,8 @@
 # One job per (protocol, method, label fraction, seed) — the plan is tmf.evaluate.plan — then one table.
+localrules:
+    collect_evaluation,
+
+
 rule evaluate:
     input:
         unpack(evaluation_inputs),
