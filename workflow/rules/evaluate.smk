@@ -8,7 +8,13 @@ rule evaluate:
         unpack(evaluation_inputs),
     output:
         metrics="results/evaluate/{protocol}/{method}/frac{fraction}/seed{seed}/metrics.json",
-        predictions="results/evaluate/{protocol}/{method}/frac{fraction}/seed{seed}/predictions.png",
+        predictions=report(
+            "results/evaluate/{protocol}/{method}/frac{fraction}/seed{seed}/predictions.png",
+            caption="../report/evaluation_predictions.rst",
+            category="Evaluation",
+            subcategory="{protocol}",
+            labels={"method": "{method}", "label fraction": "{fraction}", "seed": "{seed}"},
+        ),
     params:
         cfg=lambda w: evaluation_params(w.protocol, w.method),
         encoder=lambda w: evaluation_job(w).encoder,
@@ -36,8 +42,18 @@ rule collect_evaluation:
     input:
         [f"{out}/metrics.json" for out in EVAL_JOBS],
     output:
-        summary="results/evaluate/summary.csv",
-        aggregate="results/evaluate/summary_agg.csv",
+        summary=report(
+            "results/evaluate/summary.csv",
+            caption="../report/evaluation_summary.rst",
+            category="Evaluation",
+            labels={"table": "every run"},
+        ),
+        aggregate=report(
+            "results/evaluate/summary_agg.csv",
+            caption="../report/evaluation_summary_agg.rst",
+            category="Evaluation",
+            labels={"table": "mean ± std over seeds"},
+        ),
     log:
         "logs/evaluate/collect.log",
     conda:

@@ -19,7 +19,12 @@ rule report_data:
         images=PACKED_IMAGES,
         labels=PACKED_LABELS,
     output:
-        html="reports/notebooks/data.html",
+        html=report(
+            "reports/notebooks/data.html",
+            caption="../report/notebook_data.rst",
+            category="Notebooks",
+            labels={"notebook": "Data and tinyMiniFrance"},
+        ),
         ipynb="reports/notebooks/data.ipynb",
     params:
         nb=lambda w, input: notebook_params(tiles=input.tiles, manifest=input.manifest,
@@ -43,7 +48,12 @@ rule report_pretraining:
         metrics=[f"{d}/metrics.json" for d in PRETRAIN_RUNS.values()],
         history=[f"{d}/history.csv" for d in PRETRAIN_RUNS.values()],
     output:
-        html="reports/notebooks/pretraining.html",
+        html=report(
+            "reports/notebooks/pretraining.html",
+            caption="../report/notebook_pretraining.rst",
+            category="Notebooks",
+            labels={"notebook": "Pretraining"},
+        ),
         ipynb="reports/notebooks/pretraining.ipynb",
     params:
         nb=notebook_params(runs=PRETRAIN_RUNS),
@@ -66,7 +76,12 @@ rule report_appearance:
         figures=[f"{d}/figures/{n}.png" for d in APPEARANCE_DIRS.values() for n in APPEARANCE_FIGURES],
         classes=rules.class_representativeness.output,
     output:
-        html="reports/notebooks/appearance.html",
+        html=report(
+            "reports/notebooks/appearance.html",
+            caption="../report/notebook_appearance.rst",
+            category="Notebooks",
+            labels={"notebook": "Appearance analysis"},
+        ),
         ipynb="reports/notebooks/appearance.ipynb",
     params:
         nb=notebook_params(encoders=APPEARANCE_DIRS, classes="results/classes"),
@@ -86,7 +101,12 @@ rule report_evaluation:
         aggregate="results/evaluate/summary_agg.csv",
         runs=[f"{out}/metrics.json" for out in EVAL_JOBS],
     output:
-        html="reports/notebooks/evaluation.html",
+        html=report(
+            "reports/notebooks/evaluation.html",
+            caption="../report/notebook_evaluation.rst",
+            category="Notebooks",
+            labels={"notebook": "Evaluation"},
+        ),
         ipynb="reports/notebooks/evaluation.ipynb",
     params:
         nb=lambda w, input: notebook_params(summary=input.summary, aggregate=input.aggregate,
