@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from browser import check_site, require_chromium
 from conftest import copy_repo, snakemake
 
@@ -167,3 +165,49 @@ def test_failed_notebook_leaves_no_report(run: Path, tmp_path: Path):
         execute_notebook(broken, html, ipynb, {}, cwd=run)
     assert not html.exists() and not ipynb.exists()
     assert not list(tmp_path.glob(".out*"))
+
+
+def test_killed_pretraining_resumes_when_the_workflow_runs_again(run: Path):
+    """Kill Snakemake (and its job) in the middle of a pretraining run; running the workflow again resumes from
+    the job's checkpoint and the loss curve continues instead of restarting. Runs last: it changes the
+    pretraining parameters of the shared run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import torch
+
+    target = "results/pretrain/simclr/seed0/encoder.pt"
+    longer = ["--config", "pretrain={steps: 300, checkpoint_every: 10, log_every: 10}"]
+    ckpt = run / "results/pretrain/simclr/seed0/checkpoint.pt"
+    before = ckpt.stat().st_mtime if ckpt.exists() else 0.0
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "snakemake"), "--cores", "1", *TINY, *longer, target],
+                            cwd=run, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if ckpt.exists() and ckpt.stat().st_mtime > before:
+                time.sleep(0.5)  # let the atomic rename finish
+                step = torch.load(ckpt, map_location="cpu", weights_only=False)["step"]
+                if step >= 10:
+                    break
+            assert proc.poll() is None, "the pretraining job ended before it could be killed"
+            time.sleep(0.5)
+        else:
+            raise AssertionError("no checkpoint of the longer run appeared")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and the job: a crash, not a clean stop
+        proc.wait()
+    killed_at = torch.load(ckpt, map_location="cpu", weights_only=False)["step"]
+    assert killed_at < 300
+    snakemake(run, "--unlock", *TINY, *longer)
+    snakemake(run, "--cores", "1", *TINY, *longer, target)
+    log = (run / "logs/pretrain/simclr/seed0.log").read_text()
+    assert f"resumed from {ckpt.relative_to(run)} at step {killed_at}" in log or "resumed from" in log, log
+    history = pd.read_csv(run / "results/pretrain/simclr/seed0/history.csv")
+    steps = history["step"].tolist()
+    assert steps == sorted(set(steps)) and steps[-1] == 300, steps  # one continuous curve, no restart
+    assert json.loads((run / "results/pretrain/simclr/seed0/metrics.json").read_text())["steps"] == 300

@@ -6,11 +6,10 @@ import subprocess
 
 import pytest
 import yaml
+from conftest import BIN, REPO, snakemake
 
 from tmf import config
 from tmf.cli import main
-
-from conftest import BIN, REPO, snakemake
 
 
 def test_defaults_fill_every_section():
@@ -82,9 +81,8 @@ def test_broken_input_file_stops_the_run_before_training(tmp_path):
     file, and no pretraining or evaluation job starts."""
     import numpy as np
     import rasterio
-    from rasterio.transform import from_origin
-
     from conftest import copy_repo
+    from rasterio.transform import from_origin
 
     data = tmp_path / "MiniFrance"
     for split, city in (("labeled", "Nice"), ("test", "Cherbourg")):
