@@ -471,3 +471,16 @@ def test_audit_torch_files_compared_by_content(tmp_path):
     assert audit._torch_equal(tmp_path / "a.pt", tmp_path / "b.pt")
     torch.save(dict(state, state_dict={"w": torch.arange(4.0) + 1e-6}), tmp_path / "c.pt")
     assert not audit._torch_equal(tmp_path / "a.pt", tmp_path / "c.pt")
+
+
+def test_audit_dvc_files_compared_by_what_they_track(tmp_path):
+    audit = load_audit()
+    a, b = tmp_path / "local", tmp_path / "slurm"
+    for run, md5 in ((a, "0" * 32), (b, "f" * 32)):
+        (run / "results").mkdir(parents=True)
+        (run / "results" / "x.dvc").write_text(f"outs:\n- md5: {md5}.dir\n  size: 10\n  nfiles: 3\n  hash: md5\n"
+                                               "  path: x\n")
+    problems, notes = audit.compare_runs(a, b)
+    assert problems == [] and any("x.dvc" in n for n in notes)
+    (b / "results" / "x.dvc").write_text("outs:\n- md5: 1.dir\n  size: 10\n  nfiles: 4\n  hash: md5\n  path: x\n")
+    assert any("x.dvc" in p for p in audit.compare_runs(a, b)[0])

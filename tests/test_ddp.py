@@ -12,6 +12,7 @@ import torch
 import torch.multiprocessing as mp
 from pretrain_toy import ToySimCLR, make_packed, toy_cfg
 
+from tmf.models.resnet import build_backbone
 from tmf.ssl import distributed as D
 from tmf.ssl.train import pretrain
 
@@ -23,6 +24,20 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _toy64(world: int = 1, rank: int = 0):
+    """The toy method in float64 and its two views of a fixed batch of 8 (this rank's rows of it)."""
+    torch.manual_seed(0)
+    model = ToySimCLR(build_backbone("resnet18")).double()
+    g = torch.Generator().manual_seed(1)
+    views = [torch.randn(8, 3, 32, 32, generator=g, dtype=torch.float64) for _ in range(2)]
+    b = 8 // world
+    return model, [v[rank * b:(rank + 1) * b] for v in views]
+
+
+def _grads(model) -> dict[str, torch.Tensor]:
+    return {k: p.grad.detach().clone() for k, p in model.named_parameters() if p.grad is not None}
 
 
 def _worker(rank: int, world: int, port: int, manifest, packed, out, q) -> None:
@@ -40,7 +55,15 @@ def _worker(rank: int, world: int, port: int, manifest, packed, out, q) -> None:
     y = bn(x.detach())
     # numpy copies: torch tensors cross processes through shared memory that dies with the child
     q.put((rank, *(t.detach().numpy().copy() for t in (full, x.grad, y, bn.running_mean))))
-    # 2. a whole run (pretrain finds the process group running and closes it at the end)
+    # 2. one float64 step of the toy method, synchronised batch norm and DDP as in pretrain
+    model, views = _toy64(world, rank)
+    model = D.convert_sync_batchnorm(model, torch.device("cpu"))
+    net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    net(views).loss.backward()
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        torch.save(_grads(model), out.parent / "grads64.pt")
+    # 3. a whole run (pretrain finds the process group running and closes it at the end)
     pretrain(toy_cfg(**CFG, ddp=True, nproc=world), manifest, packed, out, method="toy", seed=0, device="cpu",
              threads=1, method_factory=ToySimCLR, tracking=OFF)
 
@@ -60,6 +83,14 @@ def runs(tmp_path_factory):
     return one, two, blocks
 
 
+def test_cpu_sync_batchnorm_keeps_the_modules_parameters():
+    bn = torch.nn.BatchNorm2d(3).double()
+    net = D.convert_sync_batchnorm(torch.nn.Sequential(bn), torch.device("cpu"))
+    assert isinstance(net[0], D.CPUSyncBatchNorm)
+    assert net[0].weight is bn.weight and net[0].running_var is bn.running_var
+    assert net[0].weight.dtype == torch.float64
+
+
 def test_gather_and_sync_batchnorm_two_processes(runs):
     xs = [torch.arange(6.0).view(3, 2) + 10 * r for r in range(2)]
     full = torch.cat(xs)
@@ -74,15 +105,29 @@ def test_gather_and_sync_batchnorm_two_processes(runs):
         torch.testing.assert_close(rm, ref_bn.running_mean)
 
 
+def test_two_process_gradient_equals_one_process_in_float64(runs):
+    """The exact check of the data-parallel step: in float64 the DDP gradient (gather, synchronised batch norm,
+    gradient averaging) equals the single-process gradient of the global batch to rounding."""
+    two = runs[1]
+    model, views = _toy64()
+    model(views).loss.backward()
+    one, dist_grads = _grads(model), torch.load(two.parent / "grads64.pt")
+    assert one.keys() == dist_grads.keys()
+    scale = max(g.abs().max() for g in one.values())
+    for k in one:
+        torch.testing.assert_close(dist_grads[k], one[k], rtol=1e-9, atol=1e-12 * scale, msg=k)
+
+
 def test_two_process_loss_curve_matches_one_process(runs):
     one, two, _ = runs
     h1, h2 = pd.read_csv(one / "history.csv"), pd.read_csv(two / "history.csv")
     assert h2["step"].tolist() == [1, 2, 3]
-    # steps 1–2 check the forward and the first update tightly. Later steps drift by float rounding
-    # amplified by this toy's tiny batch (8 images, batch norm over 1×1 maps): perturbing the initial weights
-    # by 1e-6 (relative) in a single process moves the batch-norm biases by ~1 % after two steps.
+    # Steps 1–2 check the forward and the first float32 update tightly. In float32 the two gradients differ by
+    # rounding (~1e-5 relative, the float64 test above shows they are otherwise equal), which this toy amplifies
+    # (8 images, batch norm over 1×1 maps): step 3 differed by 0.3–0.8 % on our machines, so it is only checked
+    # to stay on the same curve.
     assert h1["loss"].tolist()[:2] == pytest.approx(h2["loss"].tolist()[:2], rel=1e-4)
-    assert h1["loss"].tolist() == pytest.approx(h2["loss"].tolist(), rel=5e-3)
+    assert h1["loss"].tolist() == pytest.approx(h2["loss"].tolist(), rel=3e-2)
     a = torch.load(one / "encoder.pt")["state_dict"]
     b = torch.load(two / "encoder.pt")["state_dict"]
     assert a.keys() == b.keys()

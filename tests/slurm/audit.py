@@ -10,8 +10,9 @@ submitted, under its Snakemake job id, to SLURM, and its last SLURM job must app
 independently of the Snakemake log. ``compare`` checks that every output file of the local run exists in the
 cluster run and has the same content: CSV and JSON after dropping fields that measure the run rather than the
 result (timings, throughput, host names, tracking ids), torch files by their loaded content (tensors by value),
-everything else byte for byte, except the formats listed in LOOSE (PDF/SVG figures, HTML and notebooks, which
-carry run dates; databases), whose differences are reported but not fatal.
+DVC files by what they track (paths, file counts), since their hashes cover the timing fields above; everything
+else byte for byte, except the formats listed in LOOSE (PDF/SVG figures, HTML and notebooks, which carry run
+dates; databases), whose differences are reported but not fatal.
 Exit status 0 when all checks pass, 1 otherwise.
 """
 
@@ -168,6 +169,14 @@ def _torch_equal(a: Path, b: Path) -> bool:
     return _same_content(load(a), load(b))
 
 
+def _dvc_outs(data: bytes) -> list[dict]:
+    """What a ``.dvc`` file tracks, without the content hashes and sizes."""
+    import yaml
+
+    return [{k: v for k, v in out.items() if k not in ("md5", "size", "hash")}
+            for out in yaml.safe_load(data).get("outs", [])]
+
+
 def _csv_rows(data: bytes) -> list[list[str]]:
     rows = list(csv.reader(io.StringIO(data.decode())))
     if not rows:
@@ -218,6 +227,12 @@ def compare_runs(reference: Path, other: Path) -> tuple[list[str], list[str]]:
                 same += 1
             else:
                 problems.append(f"{rel}: CSV differs beyond timing columns")
+        elif suffix == ".dvc":
+            if _dvc_outs(da) == _dvc_outs(db):
+                same += 1
+                notes.append(f"{rel}: same paths and file counts, hashes differ (timing fields)")
+            else:
+                problems.append(f"{rel}: tracks other paths or file counts")
         elif suffix in TORCH:
             if _torch_equal(a, b):
                 same += 1

@@ -1,5 +1,7 @@
 # papermill notebooks → HTML, one per part of the study, and reports/index.html linking them.
-# Report rules depend only on the `report` params section and on their inputs' files.
+# Report rules depend only on the `report` params section and on their inputs' files. Their params are plain
+# values, not functions of `input`: Snakemake does not compare such functions' values with the last run's, so a
+# changed `report` section would not re-run them.
 
 
 localrules:
@@ -15,7 +17,7 @@ rule report_data:
         notebook="workflow/notebooks/data.ipynb",
         tiles="data/tiles.csv",
         manifest=MANIFEST,
-        shares=f"{TINY}/class_shares.csv",
+        class_shares=f"{TINY}/class_shares.csv",
         images=PACKED_IMAGES,
         labels=PACKED_LABELS,
     output:
@@ -27,8 +29,8 @@ rule report_data:
         ),
         ipynb="reports/notebooks/data.ipynb",
     params:
-        nb=lambda w, input: notebook_params(tiles=input.tiles, manifest=input.manifest,
-                                            class_shares=input.shares, packed=f"{TINY}/packed"),
+        nb=notebook_params(tiles="data/tiles.csv", manifest=MANIFEST, class_shares=f"{TINY}/class_shares.csv",
+                           packed=f"{TINY}/packed"),
     log:
         "logs/report/data.log",
     conda:
@@ -109,8 +111,8 @@ rule report_evaluation:
         ),
         ipynb="reports/notebooks/evaluation.ipynb",
     params:
-        nb=lambda w, input: notebook_params(summary=input.summary, aggregate=input.aggregate,
-                                            runs=list(input.runs)),
+        nb=notebook_params(summary="results/evaluate/summary.csv", aggregate="results/evaluate/summary_agg.csv",
+                           runs=[f"{out}/metrics.json" for out in EVAL_JOBS]),
     log:
         "logs/report/evaluation.log",
     conda:
@@ -143,7 +145,7 @@ rule report_index:
     params:
         source=SOURCE,
         pages=" ".join(f"--page {t!r} {p} {d!r}" for t, p, d in REPORT_PAGES),
-        summaries=lambda w, input: " ".join(f"--appearance-summary {p}" for p in input.summaries),
+        summaries=" ".join(f"--appearance-summary {d}/summary.json" for d in APPEARANCE_DIRS.values()),
     log:
         "logs/report/index.log",
     conda:

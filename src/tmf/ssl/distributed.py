@@ -146,16 +146,12 @@ def _convert_cpu(module: nn.Module) -> nn.Module:
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, CPUSyncBatchNorm):
         out = CPUSyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
                                module.track_running_stats)
-        with torch.no_grad():
-            if module.affine:
-                out.weight.copy_(module.weight)
-                out.bias.copy_(module.bias)
-                out.weight.requires_grad_(module.weight.requires_grad)
-                out.bias.requires_grad_(module.bias.requires_grad)
-            if module.track_running_stats:
-                out.running_mean.copy_(module.running_mean)
-                out.running_var.copy_(module.running_var)
-                out.num_batches_tracked.copy_(module.num_batches_tracked)
+        # the module's own parameters and buffers, as torch's convert_sync_batchnorm does: same dtype and device
+        if module.affine:
+            out.weight, out.bias = module.weight, module.bias
+        if module.track_running_stats:
+            out.running_mean, out.running_var = module.running_mean, module.running_var
+            out.num_batches_tracked = module.num_batches_tracked
         out.train(module.training)
     for name, child in module.named_children():
         out.add_module(name, _convert_cpu(child))
