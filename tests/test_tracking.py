@@ -227,6 +227,36 @@ def test_workflow_job_is_one_child_run(workdir, monkeypatch):
     assert len(client.search_runs([run.info.experiment_id])) == 3
 
 
+def test_worker_processes_log_into_their_jobs_run(workdir, monkeypatch):
+    """A job that starts worker processes (data-parallel pretraining: ``tmf pretrain`` re-launched under torchrun)
+    is still one child run: the workers' ``tmf`` command and its ``job_run`` log into the launcher's run."""
+    import subprocess
+    import sys
+    from argparse import Namespace
+
+    parent = tracking.start_parent(ON, {"a": 1})
+    monkeypatch.setenv(tracking.PARENT_ENV, parent)
+    monkeypatch.setenv(tracking.CFG_ENV, json.dumps(ON))
+    worker = ("from argparse import Namespace; from tmf import tracking\n"
+              "def h(a):\n"
+              "    with tracking.job_run('pretrain[method=toy,seed=0]', {'steps': 3}, None) as run:\n"
+              "        run.log_metrics({'loss': 0.25}, step=3)\n"
+              "    return 0\n"
+              "raise SystemExit(tracking.command_run('pretrain', h, Namespace(method='toy', seed=0)))")
+
+    def launcher(args):
+        return subprocess.call([sys.executable, "-c", worker], env=tracking.worker_env())
+
+    assert tracking.command_run("pretrain", launcher, Namespace(method="toy", seed=0)) == 0
+    client = _client()
+    runs = client.search_runs([client.get_run(parent).info.experiment_id], f"tags.mlflow.parentRunId = '{parent}'")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED" and run.data.params == {"steps": "3"}
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "loss")] == [(3, 0.25)]
+    assert tracking.JOB_RUN_ENV not in tracking.worker_env()  # no job open any more
+
+
 def test_track_start_errors(workdir, capsys):
     assert main(["track-start", "--cfg", json.dumps(ON), "--params-file", "nope.yaml"]) == 2
     assert "nope.yaml" in capsys.readouterr().err

@@ -427,6 +427,14 @@ def run_records() -> dict[str, dict[str, Any]]:
 
 #: the run of the job this process is running (at most one), so that a stage's own job_run joins it
 _ACTIVE: list[JobRun] = []
+# Set by a job that starts worker processes (data-parallel pretraining under torchrun) to its run's id: the
+# workers log into that run instead of opening their own; the launcher ends it.
+JOB_RUN_ENV = "TMF_JOB_RUN_ID"
+
+
+def worker_env() -> dict[str, str]:
+    """Environment for the worker processes of the job running now: its run id, when one is open."""
+    return {**os.environ, **({JOB_RUN_ENV: _ACTIVE[-1].run_id} if _ACTIVE else {})}
 
 
 def run_url(run_id: str, experiment_id: str, ui: str = "http://127.0.0.1:5000") -> str:
@@ -459,6 +467,15 @@ def job_run(name: str, params: Mapping[str, Any], cfg: Mapping[str, Any] | None)
         yield run
         return
     store = _Store.get(tracking_uri(cfg))
+    if os.environ.get(JOB_RUN_ENV):  # a worker process of a job whose launcher holds the run: log into it
+        run = JobRun(store, os.environ[JOB_RUN_ENV], name)
+        if params:
+            run.log_params(params)
+        try:
+            yield run
+        finally:
+            run.flush()
+        return
     exp_id = store.experiment_id(experiment_name(cfg))
     parent = _live_parent(store, exp_id)
     tags = {"tmf.job": name}
@@ -642,7 +659,7 @@ def command_run(command: str, handler, args: Any) -> int:
     small files of its output as artifacts and the numbers of its ``metrics.json`` / ``summary.json`` as metrics.
     Outside a tracked workflow (no parent run in the environment, or tracking off) the handler runs alone."""
     cfg = config_from_env() if under_workflow() else None
-    if cfg is None or not enabled(cfg):
+    if cfg is None or not enabled(cfg) or os.environ.get(JOB_RUN_ENV):  # a worker: the launcher tracks the job
         return handler(args)
     params = {}
     if getattr(args, "cfg", None):

@@ -78,7 +78,9 @@ def _pretrain(args: argparse.Namespace) -> int:
     if cfg["ddp"] and cfg["nproc"] > 1 and not under_torchrun:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
                str(cfg["nproc"]), "-m", "tmf.cli", *sys.argv[1:]]
-        return subprocess.call(cmd)
+        from tmf.tracking import worker_env
+
+        return subprocess.call(cmd, env=worker_env())  # rank 0 logs into this job's MLflow run
 
     from tmf.ssl.train import pretrain
 
