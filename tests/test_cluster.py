@@ -65,7 +65,7 @@ def test_slurm_profile_defaults():
     cfg = render("slurm")
     assert cfg["executor"] == "slurm"
     assert int(cfg["retries"]) >= 1 and int(cfg["jobs"]) == 50
-    assert int(cfg["cores"]) == 256  # defines workflow.cores, which subsample's threads use
+    assert int(cfg["cores"]) == 256  # the most cores requested at once
     default = pairs(cfg["default-resources"])
     # Unset variables give empty strings, which the plugin treats as "not given".
     assert evaluate_resource(default["slurm_partition"], 1) == ""

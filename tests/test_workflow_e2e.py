@@ -206,7 +206,7 @@ def test_killed_pretraining_resumes_when_the_workflow_runs_again(run: Path):
         proc.wait()
     killed_at = torch.load(ckpt, map_location="cpu", weights_only=False)["step"]
     assert killed_at < 300
-    snakemake(run, "--unlock", *TINY, *longer)
+    snakemake(run, "--unlock", *TINY, *longer)  # as a user types it: no --cores
     snakemake(run, target, "--cores", "1", *TINY, *longer)
     log = (run / "logs/pretrain/simclr/seed0.log").read_text()
     assert "resumed from" in log and f"at step {killed_at} of 300" in log, log

@@ -75,7 +75,7 @@ rule subsample:
         "logs/data/subsample.log",
     benchmark:
         "benchmarks/data/subsample.tsv"
-    threads: workflow.cores
+    threads: 16  # at most --cores locally; the cluster profiles set their own
     resources:
         mem_mb=4000,
         runtime=120,
@@ -97,7 +97,7 @@ rule pack:
         out=lambda w, output: os.path.dirname(output.images),
     log:
         "logs/data/pack.log",
-    threads: workflow.cores
+    threads: 16  # at most --cores locally; the cluster profiles set their own
     resources:
         mem_mb=4000,
         runtime=60,
