@@ -29,7 +29,9 @@ def _free_port() -> int:
 def _toy64(world: int = 1, rank: int = 0):
     """The toy method in float64 and its two views of a fixed batch of 8 (this rank's rows of it)."""
     torch.manual_seed(0)
-    model = ToySimCLR(build_backbone("resnet18")).double()
+    backbone = build_backbone("resnet18")
+    backbone.fc.requires_grad_(False)  # as pretrain does: every trainable parameter then gets a gradient
+    model = ToySimCLR(backbone).double()
     g = torch.Generator().manual_seed(1)
     views = [torch.randn(8, 3, 32, 32, generator=g, dtype=torch.float64) for _ in range(2)]
     b = 8 // world
@@ -58,7 +60,7 @@ def _worker(rank: int, world: int, port: int, manifest, packed, out, q) -> None:
     # 2. one float64 step of the toy method, synchronised batch norm and DDP as in pretrain
     model, views = _toy64(world, rank)
     model = D.convert_sync_batchnorm(model, torch.device("cpu"))
-    net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    net = torch.nn.parallel.DistributedDataParallel(model)
     net(views).loss.backward()
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)

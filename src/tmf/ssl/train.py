@@ -305,8 +305,9 @@ def _run(cfg, manifest, packed_dir, out_dir, method_name, seed, dev, info, track
 
     net: nn.Module = model
     if info.is_distributed:
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[dev.index] if dev.type == "cuda" else None, find_unused_parameters=True)
+        # Every trainable parameter of every method gets a gradient in each step (tests/test_methods.py checks
+        # it), so DDP needs no extra search of the autograd graph for unused ones (find_unused_parameters).
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
     run_name = f"pretrain[method={method_name},seed={seed}]"
     tr = _tracking() if (tracking_cfg is not None and info.is_main) else None
