@@ -69,6 +69,9 @@ def test_report_opens_in_a_browser(run: Path):
         assert rec["ok"], (page, rec)
         assert rec["broken"] == [], (page, rec["broken"])
     assert all(pages[p]["images"] > 0 for p in notebooks), {p: pages[p]["images"] for p in notebooks}
+    for page in pages:  # nothing fetched from outside (nbconvert's default template loads CDN scripts)
+        outside = re.findall(r'<(?:script|link|img)\b[^>]*\b(?:src|href)="((?:https?:)?//[^"]*)"', (run / page).read_text())
+        assert outside == [], (page, outside)
 
 
 def test_index_shows_comparison_tables(run: Path):

@@ -14,9 +14,19 @@ from tmf.io import atomic_path
 
 log = logging.getLogger(__name__)
 
+# nbconvert's "lab" template with the blocks that load scripts from a public CDN left empty (require.js for
+# widgets, MathJax, Mermaid): the report notebooks use none of them, and the pages must open offline, e.g. on a
+# cluster's login node, without fetching anything (figures are inline data: URIs already).
+OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+
 
 def execute_notebook(template: str | Path, html_out: str | Path, ipynb_out: str | Path,
                      parameters: dict, cwd: str | Path = ".") -> None:
+    import jinja2
     import nbformat
     import papermill as pm
     from nbconvert import HTMLExporter
@@ -31,7 +41,8 @@ def execute_notebook(template: str | Path, html_out: str | Path, ipynb_out: str 
             request_save_on_cell_execute=False,
         )
         nb = nbformat.read(str(tmp_nb), as_version=4)
-        exporter = HTMLExporter(template_name="lab")
+        exporter = HTMLExporter(template_name="lab", template_file="tmf_offline.html.j2",
+                                extra_loaders=[jinja2.DictLoader({"tmf_offline.html.j2": OFFLINE_TEMPLATE})])
         exporter.exclude_input_prompt = True
         exporter.exclude_output_prompt = True
         body, _ = exporter.from_notebook_node(nb)
