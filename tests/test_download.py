@@ -229,6 +229,26 @@ def test_unsafe_tar_members_refused_by_name(tmp_path, member, why):
         fetch(str(arc), tmp_path / "raw")
 
 
+def test_tar_extraction_without_stdlib_filters(tmp_path, monkeypatch):
+    """Python < 3.11.4 has no tarfile extraction filters (PEP 706): a good archive still extracts and a bad
+    member is still refused by name, by our own checks."""
+    real = tarfile.TarFile.extractall
+
+    def extractall_before_pep706(self, path=".", members=None, *, numeric_owner=False):
+        return real(self, path, members, numeric_owner=numeric_owner)
+
+    for name in ("data_filter", "FilterError"):
+        monkeypatch.delattr(tarfile, name, raising=False)
+    monkeypatch.setattr(tarfile.TarFile, "extractall", extractall_before_pep706)
+    arc = tmp_path / "mf.tar.gz"
+    arc.write_bytes(_targz())
+    _check_layout(fetch(str(arc), tmp_path / "a"))
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(_tar_with(_link("MiniFrance/link", "../../outside")))
+    with pytest.raises(DownloadError, match="unsafe member 'MiniFrance/link'.*symlink"):
+        safe_extract(bad, tmp_path / "out")
+
+
 def test_unsafe_zip_members_refused_by_name(tmp_path):
     arc = tmp_path / "bad.zip"
     arc.write_bytes(_zip({"MiniFrance/labeled/Nice/BDORTHO/a.tif": b"x", "../evil.txt": b"pwned"}))

@@ -250,6 +250,9 @@ def safe_extract(archive: str | Path, target: str | Path) -> Path:
                                             "outside the target folder); refusing to extract")
                 if m.isdev():
                     raise DownloadError(f"{archive}: unsafe member {m.name!r} (device file); refusing to extract")
+            if not hasattr(tarfile, "data_filter"):  # Python < 3.11.4 (e.g. Debian 12's 3.11.2): no PEP 706
+                tf.extractall(target, members=members)  # filters, so the checks above are the only ones
+                return target
             try:
                 tf.extractall(target, members=members, filter="data")
             except tarfile.FilterError as e:  # defence in depth: the stdlib's own checks
