@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import numpy as np
 import pandas as pd
@@ -203,3 +204,62 @@ def test_cli_generate_index_subsample_pack(tmp_path):
     assert np.load(tiny / "packed" / "images.npy", mmap_mode="r").shape == (40, 32, 32, 3)
     assert main(["subsample", "--tiles", str(tmp_path / "tiles.csv"), "--root", str(raw), "--out", str(tiny),
                  "--cfg", '{"n_subtiles": 10, "size": 32}']) == 2  # fewer sub-tiles than tiles
+
+
+def test_other_cities_get_quotas_from_their_tiles():
+    """A city folder that is not one of the 16 is a city like the others: quota proportional to its tiles,
+    sorted after the 16 (then by name)."""
+    tiles = _tiles({"Nice": 2, "Brest": 1}, size=100)
+    extra = tiles.iloc[[0, 0, 0, 0]].assign(city=["Paris", "Paris", "Aachen", "Paris"], split="test",
+                                            tile=["p0", "p1", "a0", "p2"])
+    m = select_subtiles(pd.concat([tiles, extra], ignore_index=True), 14, 20, seed=0)
+    # 14 x (2, 1, 1, 3) / 7 = 4, 2, 2, 6
+    assert m.groupby("city", sort=False).size().to_dict() == {"Nice": 4, "Brest": 2, "Aachen": 2, "Paris": 6}
+    assert set(m.loc[m["city"] == "Paris", "tile"]) == {"p0", "p1", "p2"}
+    assert m.loc[m["city"] == "Paris", "image"].str.startswith("test/Paris/BDORTHO/").all()
+
+
+def test_dfc2022_release_fetch_index_subsample(tmp_path):
+    """The three DFC2022 archives (and the ungeoreferenced test partition) fetched as a list with MD5s,
+    indexed and subsampled: every city gets sub-tiles, labels only in labeled_train, crops keep their CRS."""
+    from public_releases import make_dfc2022_release
+
+    from tmf.data.sources import fetch
+
+    rel = make_dfc2022_release(tmp_path / "rel", seed=3, test_partition=True)
+    raw = fetch(rel.url(), tmp_path / "raw")
+    tiles = index_tiles(raw, workers=2)
+    assert len(tiles) == sum(rel.tiles.values()) == 38 and tiles["dem"].ne("").all()
+    assert tiles.groupby("split").size().to_dict() == {"labeled": 4, "unlabeled": 12, "test": 22}
+    assert (tiles["label"] != "").tolist() == (tiles["split"] == "labeled").tolist()
+    assert tiles["minifrance_city"].sum() == 32 and (tiles["georeferenced"] == 0).sum() == 6
+    m = select_subtiles(tiles, 2 * len(tiles), 32, seed=0)
+    out = write_tinyminifrance(m, raw, tmp_path / "tiny", workers=2)
+    assert set(out["city"]) == set(tiles["city"]) and len(out) == 76
+    labeled = out["has_label"] == 1
+    assert labeled.tolist() == (out["split"] == "labeled").tolist()
+    assert (out.loc[labeled, COUNT_COLUMNS].sum(axis=1) == 32 * 32).all()
+    for city, crs in [("Marseille_Martigues", {"EPSG:2154", "EPSG:32631"}), ("TestArea_A", {None})]:
+        found = set()
+        for r in out[out["city"] == city].itertuples():
+            with rasterio.open(tmp_path / "tiny" / r.image) as src:
+                found.add(src.crs.to_string() if src.crs else None)
+        assert found == crs, city
+
+
+def test_minifrance_release_without_test_labels_through_the_cli(tmp_path):
+    from public_releases import make_minifrance_release
+
+    from tmf.cli import main
+
+    rel = make_minifrance_release(tmp_path / "rel", seed=1, fmt="tar.gz")
+    raw, tiny = tmp_path / "raw", tmp_path / "tiny"
+    url = json.dumps({"source": "minifrance", "url": rel.url()})
+    assert main(["fetch", "--out", str(raw), "--cfg", url]) == 0
+    assert main(["index", "--root", str(raw), "--out", str(tmp_path / "tiles.csv"), "--workers", "2"]) == 0
+    assert main(["subsample", "--tiles", str(tmp_path / "tiles.csv"), "--root", str(raw), "--out", str(tiny),
+                 "--cfg", '{"n_subtiles": 64, "size": 32, "seed": 0}']) == 0
+    man = read_manifest(tiny / "manifest.csv")
+    assert len(man) == 64 and man["city"].nunique() == 16
+    assert man.groupby("split")["has_label"].sum().to_dict() == {"labeled": (man["split"] == "labeled").sum(),
+                                                               "test": 0, "unlabeled": 0}

@@ -29,7 +29,7 @@ rule fetch:
     wildcard_constraints:
         source="minifrance|dfc2022",
     params:
-        cfg=lambda w: as_json({k: config["data"][k] for k in ("source", "url", "sha256")}),
+        cfg=lambda w: as_json({k: config["data"][k] for k in ("source", "url", "extract")}),
         # Outside the output folder, which Snakemake deletes when a job fails: a new attempt resumes from here.
         cache="data/.download",
     log:
@@ -48,6 +48,8 @@ rule index_tiles:
         RAW,
     output:
         "data/tiles.csv",
+    params:
+        cfg=lambda w: as_json({"missing_label": config["data"]["missing_label"]}),
     log:
         "logs/data/index_tiles.log",
     threads: 2
@@ -57,7 +59,7 @@ rule index_tiles:
     conda:
         SOFTWARE
     shell:
-        "tmf index --root {input} --out {output} --workers {threads} > {log} 2>&1"
+        "tmf index --root {input} --out {output} --workers {threads} --cfg {params.cfg:q} > {log} 2>&1"
 
 
 rule subsample:

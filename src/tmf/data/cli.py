@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_cfg_arguments(p)
     p.set_defaults(func=_generate)
 
-    p = sub.add_parser("fetch", help="bring real MiniFrance / DFC2022 data from data.url (section data)")
+    p = sub.add_parser("fetch", help="bring real MiniFrance / DFC2022 data from data.url: URLs, archives or folders, "
+                       "merged into one layout (section data)")
     p.add_argument("--out", required=True, help="folder that will hold the public layout (data/raw/<source>)")
     p.add_argument("--cache", default=None,
                    help="folder for the partial download (default <out>/.download); outside <out> it survives a "
@@ -29,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", required=True, help="folder holding <split>/<City>/BDORTHO/...")
     p.add_argument("--out", required=True, help="tile index CSV to write (data/tiles.csv)")
     p.add_argument("--workers", type=int, default=1, help="processes checking tiles in parallel")
+    add_cfg_arguments(p)
     p.set_defaults(func=_index)
 
     p = sub.add_parser("subsample", help="draw tinyMiniFrance from the tile index (section subsample)")
@@ -61,7 +63,7 @@ def _generate(args) -> int:
 
 def _fetch(args) -> int:
     from tmf.config import ParamsError, section_arg
-    from tmf.data.download import fetch
+    from tmf.data.sources import fetch
 
     cfg = section_arg(args.cfg, args.params, "data")
     if cfg["source"] == "synthetic":
@@ -69,19 +71,23 @@ def _fetch(args) -> int:
                           "to write the synthetic data set (or set data.source to minifrance / dfc2022)")
     if not cfg["url"]:
         raise ParamsError(f"data.url is empty: data.source {cfg['source']!r} needs the URL, archive or folder "
-                          "of the data (IEEE DataPort needs a login: download by hand and point data.url at it)")
+                          "of the data, or a list of them (IEEE DataPort needs a login: download by hand and "
+                          "point data.url at the files)")
     t0 = time.perf_counter()
-    root = fetch(cfg["url"], args.out, cfg["sha256"], download_dir=args.cache)
-    log.info("data of %s ready under %s in %.1f s", cfg["url"], root, time.perf_counter() - t0)
+    root = fetch(cfg["url"], args.out, download_dir=args.cache, max_bytes=int(cfg["extract"]["max_gb"] * 1e9),
+                 max_members=cfg["extract"]["max_members"])
+    log.info("data of %s ready under %s in %.1f s", cfg["source"], root, time.perf_counter() - t0)
     return 0
 
 
 def _index(args) -> int:
+    from tmf.config import section_arg
     from tmf.data.reader import index_tiles
     from tmf.io import write_csv
 
+    cfg = section_arg(args.cfg, args.params, "data")
     t0 = time.perf_counter()
-    df = index_tiles(args.root, workers=args.workers)
+    df = index_tiles(args.root, workers=args.workers, missing_label=cfg["missing_label"])
     write_csv(args.out, df)
     log.info("indexed %d tiles of %d cities in %.1f s -> %s", len(df), df["city"].nunique(),
              time.perf_counter() - t0, args.out)

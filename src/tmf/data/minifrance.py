@@ -54,6 +54,37 @@ def cities_in(split: str) -> tuple[str, ...]:
 
 TOTAL_TILES = sum(c.tiles for c in CITIES)  # 2,121
 
+
+def city_rank(name: str) -> tuple[int, str]:
+    """Sort key of a city: the order of Table 2.4, then any other city folder (not one of the 16) by name."""
+    return (CITY_NAMES.index(name), "") if name in CITY_BY_NAME else (len(CITY_NAMES), name)
+
+
+# ---- the public releases on disk (SPEC.md §1 and §7; TorchGeo's DFC2022 loader) ----
+# <split>/<City>/BDORTHO/<stem>.tif, UrbanAtlas/<stem>_UA2012.tif, RGEALTI/<stem>_RGEALTI.tif (DFC2022)
+IMAGE_DIR, LABEL_DIR, DEM_DIR = "BDORTHO", "UrbanAtlas", "RGEALTI"
+LABEL_SUFFIX, DEM_SUFFIX = "_UA2012", "_RGEALTI"
+# split folder name of a release -> split of Table 2.4 (DFC2022: labeled_train, unlabeled_train, val = the 8
+# MiniFrance test cities without masks; its `test` partition holds three other areas without georeference)
+SPLIT_FOLDERS: dict[str, str] = {
+    "labeled": "labeled",
+    "unlabeled": "unlabeled",
+    "test": "test",
+    "labeled_train": "labeled",
+    "unlabeled_train": "unlabeled",
+    "val": "test",
+}
+DFC2022_FOLDERS: tuple[str, ...] = ("labeled_train", "unlabeled_train", "val")
+TILE_CRS = "EPSG:2154"  # Lambert-93
+TILE_RES = 0.5  # m/px of BD ORTHO images and UrbanAtlas rasters
+DEM_NODATA = -99999.0  # RGEALTI no-data value
+# Checksums published for the release archives, checked whenever a `data.url` part has this file name.
+PUBLISHED_CHECKSUMS: dict[str, str] = {
+    "labeled_train.zip": "md5:2e87d6a218e466dd0566797d7298c7a9",
+    "unlabeled_train.zip": "md5:1016d724bc494b8c50760ae56bb0585e",
+    "val.zip": "md5:6ddd9c0f89d8e74b94ea352d4002073f",
+}
+
 # UrbanAtlas 2012 level-1 groups (the hierarchy used by the horospherical head's "smart" prototypes).
 ARTIFICIAL, AGRICULTURAL, FOREST, WETLANDS, WATER = (
     "artificial surfaces",

@@ -1,35 +1,57 @@
-"""One reader for the MiniFrance and DFC2022 layouts (SPEC.md §1): index and check every tile.
+"""One reader for the MiniFrance and DFC2022 layouts (SPEC.md §1, §7): index and check every tile.
 
-Layout: ``<root>/<split>/<City>/BDORTHO/<stem>.tif`` with labels at ``UrbanAtlas/<stem>_UA2012.tif``
-(possibly missing, e.g. for the unlabeled cities). DFC2022 names its split folders ``labeled_train``,
-``unlabeled_train`` and ``val``; they map onto the splits of Table 2.4. Its ``RGEALTI`` elevation folder is
-ignored. Every raster is opened and checked (readable, CRS present, image 3 × uint8, label 1 × uint8 with
-ids 0–15 read window by window, image and label on the same grid); errors name the offending file.
+Layout: ``<root>/<split>/<City>/BDORTHO/<stem>.tif``, labels at ``UrbanAtlas/<stem>_UA2012.tif`` (missing for
+the unlabeled and, in the public releases, the test cities), DFC2022's elevation at
+``RGEALTI/<stem>_RGEALTI.tif``. Split folders map onto Table 2.4's splits
+(:data:`tmf.data.minifrance.SPLIT_FOLDERS`). Every raster is decoded block by block and checked
+(:mod:`tmf.data.checks`); errors name the file as the user gave it (archive member or folder under
+``data.url``). Decisions for data unlike the specification:
+
+- a city folder that is not one of MiniFrance's 16 is indexed as its own city, in the split its folder names,
+  with a warning (``minifrance_city = 0``);
+- a tile whose CRS is not Lambert-93 or whose resolution is not 0.5 m is indexed with a warning naming it
+  (``off_spec`` says why);
+- a tile without georeference is accepted only in DFC2022's test partition, which has none by design: a
+  ``test`` folder beside DFC2022's ``labeled_train`` / ``unlabeled_train`` / ``val`` folders
+  (``georeferenced = 0``, one warning); anywhere else a missing CRS is an error;
+- a tile of a labeled split without its label is an error, unless ``data.missing_label: unlabeled`` moves
+  such tiles to the unlabeled split;
+- a broken or looping symbolic link among the split and city folders is an error.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from tmf.data.minifrance import CITY_BY_NAME, CITY_NAMES, N_CLASSES, SPLITS
+from tmf.data.checks import check_dem, check_image, check_label, open_raster
+from tmf.data.layout import user_path
+from tmf.data.minifrance import (
+    CITY_BY_NAME,
+    DEM_DIR,
+    DEM_SUFFIX,
+    DFC2022_FOLDERS,
+    IMAGE_DIR,
+    LABEL_DIR,
+    LABEL_SUFFIX,
+    SPLIT_FOLDERS,
+    SPLITS,
+    TILE_CRS,
+    TILE_RES,
+    city_rank,
+)
 
-TILES_COLUMNS = ["city", "split", "tile", "image", "label", "height", "width", "crs", "x_res"]
+log = logging.getLogger(__name__)
 
-# split folder names of the public releases → split of Table 2.4
-SPLIT_FOLDERS: dict[str, str] = {
-    "labeled": "labeled",
-    "unlabeled": "unlabeled",
-    "test": "test",
-    "labeled_train": "labeled",
-    "unlabeled_train": "unlabeled",
-    "val": "test",
-}
-IMAGE_DIR, LABEL_DIR = "BDORTHO", "UrbanAtlas"
-LABEL_SUFFIX = "_UA2012"
-_ROWS_PER_READ = 1024  # label rows read at once while checking ids (a 10,000 px tile: ~10 MB per read)
+TILES_COLUMNS = ["city", "split", "tile", "image", "label", "dem", "height", "width", "crs", "x_res",
+                 "minifrance_city", "georeferenced", "off_spec"]
+MISSING_LABEL = ("error", "unlabeled")
+_SHOW = 8  # tiles named in one warning line
 
 
 def label_path_for(image: Path) -> Path:
@@ -37,150 +59,187 @@ def label_path_for(image: Path) -> Path:
     return image.parent.parent / LABEL_DIR / f"{image.stem}{LABEL_SUFFIX}.tif"
 
 
-def _open(path: Path):
-    import rasterio
+def dem_path_for(image: Path) -> Path:
+    """``<City>/BDORTHO/<stem>.tif`` → ``<City>/RGEALTI/<stem>_RGEALTI.tif``."""
+    return image.parent.parent / DEM_DIR / f"{image.stem}{DEM_SUFFIX}.tif"
 
-    try:
-        return rasterio.open(path)
-    except Exception as e:  # rasterio raises RasterioIOError and friends
-        raise ValueError(f"{path}: unreadable raster ({e})") from None
+
+@lru_cache(maxsize=4096)
+def _shown(root: str, path: str) -> str:
+    return user_path(root, path)
 
 
 def _crs_name(crs) -> str:
+    if crs is None:
+        return ""
     epsg = crs.to_epsg()
     return f"EPSG:{epsg}" if epsg else crs.to_string()
 
 
-def check_image(path: Path) -> dict:
-    """Open an image tile and check it: CRS present, 3 bands, uint8. Returns its grid description."""
-    with _open(path) as src:
-        if src.crs is None:
-            raise ValueError(f"{path}: no CRS (expected EPSG:2154, Lambert-93)")
-        if src.count != 3:
-            raise ValueError(f"{path}: {src.count} band(s), expected 3 (RGB)")
-        if any(dt != "uint8" for dt in src.dtypes):
-            raise ValueError(f"{path}: dtype {src.dtypes[0]}, expected uint8")
-        return {"height": src.height, "width": src.width, "crs": src.crs, "transform": src.transform}
-
-
-def check_label(path: Path, grid: dict | None = None, image: Path | None = None) -> None:
-    """Check a label raster: CRS, 1 band, uint8, ids only in 0–15 (read in row blocks, never the whole
-    raster), and, given the image's ``grid``, the same shape, transform and CRS."""
-    from rasterio.windows import Window
-
-    with _open(path) as src:
-        if src.crs is None:
-            raise ValueError(f"{path}: no CRS (expected EPSG:2154, Lambert-93)")
-        if src.count != 1:
-            raise ValueError(f"{path}: {src.count} bands, expected 1 (label ids)")
-        if src.dtypes[0] != "uint8":
-            raise ValueError(f"{path}: dtype {src.dtypes[0]}, expected uint8 label ids")
-        if grid is not None:
-            what = f" of image {image}" if image else ""
-            if (src.height, src.width) != (grid["height"], grid["width"]):
-                raise ValueError(f"{path}: shape {src.height}x{src.width} differs from the "
-                                 f"{grid['height']}x{grid['width']}{what}")
-            if src.crs != grid["crs"]:
-                raise ValueError(f"{path}: CRS {src.crs} differs from {grid['crs']}{what}")
-            if not src.transform.almost_equals(grid["transform"], precision=1e-6):
-                raise ValueError(f"{path}: geotransform {tuple(src.transform)[:6]} differs from "
-                                 f"{tuple(grid['transform'])[:6]}{what}")
-        for r0 in range(0, src.height, _ROWS_PER_READ):
-            h = min(_ROWS_PER_READ, src.height - r0)
-            try:
-                block = src.read(1, window=Window(0, r0, src.width, h))
-            except Exception as e:
-                raise ValueError(f"{path}: unreadable rows {r0}–{r0 + h} ({e})") from None
-            top = int(block.max()) if block.size else 0
-            if top >= N_CLASSES:
-                raise ValueError(f"{path}: label id {top} in rows {r0}–{r0 + h}; MiniFrance ids are 0–{N_CLASSES - 1}")
-
-
-def _check_tile(img: Path, root: Path) -> dict:
-    """Check one tile (image and, when present, its label); return its row of the index (without city/split)."""
-    grid = check_image(img)
-    lab = label_path_for(img)
+def _check_tile(img: Path, root: Path, allow_no_crs: bool) -> dict:
+    """Check one tile (image, and its label and DEM when present); its row of the index (without city/split)."""
+    r = str(root)
+    name = _shown(r, str(img))
+    grid = check_image(img, name)
+    if grid["crs"] is None and not allow_no_crs:
+        raise ValueError(f"{name}: no CRS (expected {TILE_CRS}, Lambert-93); tiles without georeference are "
+                         "accepted only in DFC2022's test partition (a test folder beside labeled_train, "
+                         "unlabeled_train and val)")
+    row = {"tile": img.stem, "image": img.relative_to(root).as_posix(), "label": "", "dem": "",
+           "height": grid["height"], "width": grid["width"], "crs": _crs_name(grid["crs"]),
+           "georeferenced": int(grid["crs"] is not None)}
+    lab, dem = label_path_for(img), dem_path_for(img)
     if lab.exists():
-        check_label(lab, grid, img)
-        lab_rel = lab.relative_to(root).as_posix()
+        check_label(lab, grid, name, _shown(r, str(lab)))
+        row["label"] = lab.relative_to(root).as_posix()
+    if dem.exists():
+        check_dem(dem, grid, name, _shown(r, str(dem)))
+        row["dem"] = dem.relative_to(root).as_posix()
+    off = []
+    if grid["crs"] is None:
+        row["x_res"] = float("nan")
+        off.append("no georeference")
     else:
-        lab_rel = ""
-    return {"tile": img.stem, "image": img.relative_to(root).as_posix(), "label": lab_rel,
-            "height": grid["height"], "width": grid["width"], "crs": _crs_name(grid["crs"]),
-            "x_res": float(grid["transform"].a)}
+        t = grid["transform"]
+        row["x_res"] = float(t.a)
+        if row["crs"] != TILE_CRS:
+            off.append(f"CRS {row['crs']}")
+        if abs(t.a - TILE_RES) > 1e-6 or abs(-t.e - TILE_RES) > 1e-6:
+            off.append(f"{t.a:g} x {-t.e:g} m/px")
+    row["off_spec"] = "; ".join(off)
+    return row
 
 
-def _check_many(args: list[tuple[str, str]]) -> list[dict]:
-    return [_check_tile(Path(i), Path(r)) for i, r in args]
+def _check_many(args: list[tuple[str, str, bool]]) -> list[dict]:
+    import rasterio
+
+    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):  # no folder listing per open (big folders)
+        return [_check_tile(Path(i), Path(r), ok) for i, r, ok in args]
 
 
-def index_tiles(root: str | Path, workers: int = 1) -> pd.DataFrame:
+def _subdirs(folder: Path) -> list[Path]:
+    """Sub-folders of ``folder`` (not hidden), sorted; a broken or looping symbolic link is an error."""
+    out = []
+    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        if entry.name.startswith("."):
+            continue
+        p = Path(entry.path)
+        if entry.is_symlink():
+            try:
+                os.stat(p)  # follows the link: ELOOP / ENOENT when it loops or dangles
+            except OSError as e:
+                raise ValueError(f"{p}: symbolic link that cannot be followed ({e.strerror}: "
+                                 f"{os.readlink(p)!r}); fix or remove it") from None
+        if p.is_dir():
+            out.append(p)
+    return out
+
+
+def _warn_tiles(what: str, names: list[str]) -> None:
+    if names:
+        more = f" and {len(names) - _SHOW} more" if len(names) > _SHOW else ""
+        log.warning("%d tile(s) %s: %s%s", len(names), what, ", ".join(names[:_SHOW]), more)
+
+
+def index_tiles(root: str | Path, workers: int = 1, missing_label: str = "error") -> pd.DataFrame:
     """Index and check every tile under ``root`` (MiniFrance or DFC2022 layout).
 
-    Returns one row per tile with the columns of ``data/tiles.csv`` (docs/file-formats.md): ``city, split,
-    tile, image, label, height, width, crs, x_res``; paths relative to ``root`` (``label`` empty when the
-    tile has none). Rows sorted by split (Table 2.4 order), city (order of ``CITIES``), tile stem. The checks
-    run in ``workers`` processes (the label scan of the real 10,000 px tiles dominates).
+    Returns one row per tile with the columns of ``data/tiles.csv`` (docs/file-formats.md, :data:`TILES_COLUMNS`);
+    paths relative to ``root`` (``label`` / ``dem`` empty when absent). Rows sorted by split (Table 2.4 order),
+    city (order of ``CITIES``, then other city folders by name), tile stem. The checks run in ``workers``
+    processes. ``missing_label``: what a labeled-split tile without label does (``error`` | ``unlabeled``).
     Raises ValueError / FileNotFoundError naming the folder or file at fault.
     """
+    if missing_label not in MISSING_LABEL:
+        raise ValueError(f"data.missing_label must be one of {MISSING_LABEL}, got {missing_label!r}")
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data root not found: {root}")
-    found: list[tuple[str, str, Path]] = []
-    split_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    split_dirs = _subdirs(root)
     if not split_dirs:
         raise FileNotFoundError(f"{root}: no split folder (expected {', '.join(SPLITS)}, or DFC2022's "
-                                "labeled_train, unlabeled_train, val)")
+                                f"{', '.join(DFC2022_FOLDERS)})")
+    dfc2022 = any(d.name in DFC2022_FOLDERS for d in split_dirs)
+    found: list[tuple[str, str, Path, bool]] = []
     for sdir in split_dirs:
         if sdir.name not in SPLIT_FOLDERS:
             raise ValueError(f"{sdir}: unknown split folder; expected one of {sorted(SPLIT_FOLDERS)}")
         split = SPLIT_FOLDERS[sdir.name]
-        for cdir in sorted(p for p in sdir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            if cdir.name not in CITY_BY_NAME:
-                raise ValueError(f"{cdir}: unknown city folder; MiniFrance cities are {', '.join(CITY_NAMES)}")
-            if CITY_BY_NAME[cdir.name].split != split:
-                raise ValueError(f"{cdir}: {cdir.name} belongs to split {CITY_BY_NAME[cdir.name].split!r} "
-                                 f"(Table 2.4), not {split!r}")
+        no_crs_ok = dfc2022 and sdir.name == "test"
+        for cdir in _subdirs(sdir):
+            city = CITY_BY_NAME.get(cdir.name)
+            if city is None:
+                log.warning("%s: %s is not one of MiniFrance's 16 cities; indexed as its own city in split %r "
+                            "(minifrance_city = 0 in tiles.csv)", cdir, cdir.name, split)
+            elif city.split != split:
+                raise ValueError(f"{cdir}: {cdir.name} belongs to split {city.split!r} (Table 2.4), not {split!r}")
             img_dir = cdir / IMAGE_DIR
             if not img_dir.is_dir():
                 raise FileNotFoundError(f"{img_dir}: missing image folder")
             images = sorted(img_dir.glob("*.tif"))
             if not images:
                 raise FileNotFoundError(f"{img_dir}: no .tif tile")
-            found.extend((cdir.name, split, img) for img in images)
+            found.extend((cdir.name, split, img, no_crs_ok) for img in images)
+
+    unlabeled = [i for i, (_, split, img, _) in enumerate(found)
+                 if split == "labeled" and not label_path_for(img).exists()]
+    if unlabeled and missing_label == "error":
+        img = found[unlabeled[0]][2]
+        raise ValueError(f"{_shown(str(root), str(img))}: tile of a labeled split without its label "
+                         f"{label_path_for(img).relative_to(root)} ({len(unlabeled)} such tile(s)); set "
+                         "`data.missing_label: unlabeled` to index such tiles in the unlabeled split")
+    for i in unlabeled:
+        found[i] = (found[i][0], "unlabeled", *found[i][2:])
+    _warn_tiles("of a labeled split without label moved to the unlabeled split (data.missing_label)",
+                [found[i][2].stem for i in unlabeled])
+
+    args = [(str(img), str(root), ok) for _, _, img, ok in found]
     if workers > 1 and len(found) > 1:
         from concurrent.futures import ProcessPoolExecutor
 
-        chunks = [[(str(f[2]), str(root)) for f in found[k::workers]] for k in range(workers)]
+        chunks = [args[k::workers] for k in range(workers)]
         with ProcessPoolExecutor(max_workers=workers) as pool:
-            parts = [fut.result() for fut in [pool.submit(_check_many, c) for c in chunks]]
-        checked = [None] * len(found)
+            parts = [fut.result() for fut in [pool.submit(_check_many, c) for c in chunks if c]]
+        checked: list = [None] * len(found)
         for k, part in enumerate(parts):
             checked[k::workers] = part
     else:
-        checked = [_check_tile(img, root) for _, _, img in found]
-    rows = [{"city": city, "split": split, **row} for (city, split, _), row in zip(found, checked, strict=True)]
+        checked = _check_many(args)
+    rows = [{"city": city, "split": split, "minifrance_city": int(city in CITY_BY_NAME), **row}
+            for (city, split, _, _), row in zip(found, checked, strict=True)]
     df = pd.DataFrame(rows, columns=TILES_COLUMNS)
     dup = df.duplicated(["city", "tile"])
     if dup.any():
         r = df[dup].iloc[0]
         raise ValueError(f"{root}: tile {r['tile']} of {r['city']} found twice")
-    order_city = {c: i for i, c in enumerate(CITY_NAMES)}
+    no_geo = df["georeferenced"] == 0
+    if no_geo.any():
+        log.warning("%d tile(s) of DFC2022's test partition have no georeference (by design): indexed with "
+                    "georeferenced = 0, read on their pixel grid", int(no_geo.sum()))
+    _warn_tiles(f"not in {TILE_CRS} (Lambert-93)", list(df.loc[df["off_spec"].str.contains("CRS"), "image"]))
+    _warn_tiles(f"not at {TILE_RES} m/px", list(df.loc[df["off_spec"].str.contains("m/px"), "image"]))
+    return sort_tiles(df)
+
+
+def sort_tiles(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows by split (Table 2.4 order), city (:func:`tmf.data.minifrance.city_rank`), tile stem."""
     order_split = {s: i for i, s in enumerate(SPLITS)}
-    df = df.assign(_s=df["split"].map(order_split), _c=df["city"].map(order_city))
-    return df.sort_values(["_s", "_c", "tile"], kind="stable").drop(columns=["_s", "_c"]).reset_index(drop=True)
+    keys = df.assign(_s=df["split"].map(order_split), _c=df["city"].map(lambda c: city_rank(c)[0]),
+                     _n=df["city"].map(lambda c: city_rank(c)[1]))
+    keys = keys.sort_values(["_s", "_c", "_n", "tile"], kind="stable")
+    return keys.drop(columns=["_s", "_c", "_n"]).reset_index(drop=True)
 
 
 def read_tiles_csv(path: str | Path) -> pd.DataFrame:
-    """Read ``data/tiles.csv`` back (labels as strings, empty when absent) and check its columns."""
+    """Read ``data/tiles.csv`` back (paths as strings, empty when absent; ``x_res`` NaN without georeference)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"tile index not found: {path}")
-    df = pd.read_csv(path, dtype={"label": str, "image": str, "tile": str, "city": str, "split": str},
-                     keep_default_na=False)
+    text = {c: str for c in ("label", "image", "dem", "tile", "city", "split", "crs", "off_spec")}
+    df = pd.read_csv(path, dtype=text, keep_default_na=False, na_values={"x_res": [""]})
     missing = [c for c in TILES_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}")
+        raise ValueError(f"{path}: missing column(s) {missing} (written by an older `tmf index`: run it again)")
     return df
 
 
@@ -192,7 +251,7 @@ def read_window(path: str | Path, row_off: int, col_off: int, h: int, w: int) ->
     from rasterio.windows import Window
 
     path = Path(path)
-    with _open(path) as src:
+    with open_raster(path) as src:
         if row_off < 0 or col_off < 0 or row_off + h > src.height or col_off + w > src.width:
             raise ValueError(f"{path}: window rows {row_off}+{h}, cols {col_off}+{w} outside the "
                              f"{src.height}x{src.width} raster")

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from tmf.config import ParamsError
-from tmf.data.minifrance import CITY_NAMES, CLASSES, N_CLASSES, SPLITS
+from tmf.data.minifrance import CLASSES, N_CLASSES, SPLITS, city_rank
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +77,8 @@ def select_subtiles(tiles_df: pd.DataFrame, n_subtiles: int, size: int, seed: in
         r = small.iloc[0]
         raise ParamsError(f"subsample.size = {size} px exceeds tile {r['tile']} of {r['city']} "
                           f"({r['height']}x{r['width']} px)")
-    unknown = sorted(set(tiles_df["city"]) - set(CITY_NAMES))
-    if unknown:
-        raise ValueError(f"select_subtiles: unknown city {unknown[0]!r}")
-
-    cities = [c for c in CITY_NAMES if c in set(tiles_df["city"])]
+    # every city present, MiniFrance's 16 in Table 2.4 order, then any other city folder (quotas alike)
+    cities = sorted(set(tiles_df["city"]), key=city_rank)
     counts = np.array([(tiles_df["city"] == c).sum() for c in cities])
     quotas = largest_remainder(counts, n_subtiles)
     rows = []
@@ -123,10 +120,10 @@ def select_subtiles(tiles_df: pd.DataFrame, n_subtiles: int, size: int, seed: in
 
 def _sort_manifest(df: pd.DataFrame) -> pd.DataFrame:
     order_split = {s: i for i, s in enumerate(SPLITS)}
-    order_city = {c: i for i, c in enumerate(CITY_NAMES)}
-    df = df.assign(_s=df["split"].map(order_split), _c=df["city"].map(order_city))
-    df = df.sort_values(["_s", "_c", "tile", "row_off", "col_off"], kind="stable")
-    return df.drop(columns=["_s", "_c"]).reset_index(drop=True)
+    df = df.assign(_s=df["split"].map(order_split), _c=df["city"].map(lambda c: city_rank(c)[0]),
+                   _n=df["city"].map(lambda c: city_rank(c)[1]))
+    df = df.sort_values(["_s", "_c", "_n", "tile", "row_off", "col_off"], kind="stable")
+    return df.drop(columns=["_s", "_c", "_n"]).reset_index(drop=True)
 
 
 def _crop_city(rows: list[dict], raw_root: str, out_root: str) -> list[tuple[str, list[int]]]:
@@ -154,7 +151,10 @@ def _crop_city(rows: list[dict], raw_root: str, out_root: str) -> list[tuple[str
 
     def crop(src_rel: str, dst_rel: str, win: Window) -> np.ndarray:
         src = src_of(src_rel)
-        arr = src.read(window=win)
+        try:
+            arr = src.read(window=win)
+        except Exception as e:  # a file changed or damaged since `tmf index` checked it
+            raise ValueError(f"{raw / src_rel}: unreadable window {win} ({e}); run `tmf index` again") from None
         prof = dict(driver="GTiff", height=arr.shape[1], width=arr.shape[2], count=arr.shape[0],
                     dtype=arr.dtype.name, crs=src.crs, compress="deflate",
                     transform=src.transform @ Affine.translation(win.col_off, win.row_off))
