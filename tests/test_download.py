@@ -348,3 +348,12 @@ def test_url_forms_in_the_schema():
             validate({"data": {"source": "dfc2022", "url": bad}})
     d = validate({})["data"]
     assert d["missing_label"] == "error" and d["extract"] == {"max_gb": 2000, "max_members": 1000000}
+
+
+def test_url_without_archive_suffix_is_read_by_its_content(server, tmp_path):
+    srv, base = server
+    srv.cfg["files"]["/record/12345/files"] = (_targz(), "application/octet-stream")
+    srv.cfg["files"]["/record/67890/files"] = (b"just some bytes, no archive", "application/octet-stream")
+    _check_layout(fetch(f"{base}/record/12345/files", tmp_path / "raw"))
+    with pytest.raises(DownloadError, match="neither a zip nor a tar archive"):
+        fetch(f"{base}/record/67890/files", tmp_path / "raw2")
