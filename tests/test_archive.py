@@ -113,6 +113,16 @@ class Extraction(unittest.TestCase):
             for n, d in FILES.items():
                 self.assertEqual((out / n).read_bytes(), d)
 
+    def test_tar_of_a_folder_with_dot_entries(self):
+        """``tar -C dir -czf x.tgz .`` writes ``./`` and ``./MiniFrance/...`` members."""
+        members = [(tarfile.TarInfo("./"), b""), *[file_member(f"./{n}", d) for n, d in FILES.items()]]
+        members[0][0].type = tarfile.DIRTYPE
+        out = safe_extract(self.write("dot.tgz", tar_bytes(members, "w:gz")), self.target)
+        for n, d in FILES.items():
+            self.assertEqual((out / n).read_bytes(), d)
+        archive.shutil.rmtree(out)
+        self.refused(self.write("dotfile.tar", tar_bytes([file_member(".", b"x")])), pattern="without a name")
+
     def test_symlink_chain_escapes_a_plain_extractall(self):
         """The fixture is a real escape: tarfile without filters (Python < 3.11.4, or filter="fully_trusted")
         writes ``escaped.txt`` two levels above the target."""

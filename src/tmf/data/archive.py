@@ -65,10 +65,11 @@ def is_archive(name: str) -> bool:
 
 
 def member_path(name: str, archive: Path | str) -> PurePosixPath:
-    """The relative path a member name stands for; refuses absolute paths, drive letters and ``..``."""
+    """The relative path a member name stands for (``.`` for the archive's own top folder, as in ``./``);
+    refuses absolute paths, drive letters and ``..``."""
     norm = name.replace("\\", "/")  # zips written on Windows
     p = PurePosixPath(norm)
-    if "\x00" in name or not p.parts or p.parts == ("/",):
+    if "\x00" in name or not name:
         raise UnsafeArchiveError(f"{archive}: unsafe member {name!r} (empty or invalid name); refusing to extract")
     if p.is_absolute() or (len(norm) > 1 and norm[1] == ":"):
         raise UnsafeArchiveError(f"{archive}: unsafe member {name!r} (absolute path); refusing to extract")
@@ -117,10 +118,14 @@ class _Writer:
         return dest
 
     def mkdir(self, rel: PurePosixPath, name: str) -> None:
-        self.target.joinpath(*rel.parts).mkdir(parents=True, exist_ok=True)
-        self._dest(rel, name)
+        if rel.parts:  # "./" is the target itself
+            self.target.joinpath(*rel.parts).mkdir(parents=True, exist_ok=True)
+            self._dest(rel, name)
 
     def write(self, rel: PurePosixPath, name: str, stream) -> None:
+        if not rel.parts:
+            raise UnsafeArchiveError(f"{self.archive}: unsafe member {name!r} (a file without a name); "
+                                     "refusing to extract")
         self.target.joinpath(*rel.parent.parts).mkdir(parents=True, exist_ok=True)
         dest = self._dest(rel, name)
         try:

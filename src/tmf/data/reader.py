@@ -225,10 +225,8 @@ def index_tiles(root: str | Path, workers: int = 1, missing_label: str = "error"
 def sort_tiles(df: pd.DataFrame) -> pd.DataFrame:
     """Rows by split (Table 2.4 order), city (:func:`tmf.data.minifrance.city_rank`), tile stem."""
     order_split = {s: i for i, s in enumerate(SPLITS)}
-    keys = df.assign(_s=df["split"].map(order_split), _c=df["city"].map(lambda c: city_rank(c)[0]),
-                     _n=df["city"].map(lambda c: city_rank(c)[1]))
-    keys = keys.sort_values(["_s", "_c", "_n", "tile"], kind="stable")
-    return keys.drop(columns=["_s", "_c", "_n"]).reset_index(drop=True)
+    keys = df.assign(_s=df["split"].map(order_split), _c=df["city"].map(city_rank))
+    return keys.sort_values(["_s", "_c", "tile"], kind="stable").drop(columns=["_s", "_c"]).reset_index(drop=True)
 
 
 def read_tiles_csv(path: str | Path) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import time
 import urllib.parse
@@ -147,7 +148,7 @@ def fetch(url: str | dict | list, dest_dir: str | Path, download_dir: str | Path
             local, downloaded = _local_copy(part, k, cache, remote_names, progress_every)
             if downloaded:
                 downloads.append(local)
-            info = {"url": part.url, "path": str(local.resolve()), "checksum": ""}
+            info = {"url": part.url, "path": os.path.realpath(local), "checksum": ""}
             if local.is_dir():
                 if part.checksum:
                     raise DownloadError(f"{what}: a checksum applies to an archive, not to the folder {local}")

@@ -120,10 +120,9 @@ def select_subtiles(tiles_df: pd.DataFrame, n_subtiles: int, size: int, seed: in
 
 def _sort_manifest(df: pd.DataFrame) -> pd.DataFrame:
     order_split = {s: i for i, s in enumerate(SPLITS)}
-    df = df.assign(_s=df["split"].map(order_split), _c=df["city"].map(lambda c: city_rank(c)[0]),
-                   _n=df["city"].map(lambda c: city_rank(c)[1]))
-    df = df.sort_values(["_s", "_c", "_n", "tile", "row_off", "col_off"], kind="stable")
-    return df.drop(columns=["_s", "_c", "_n"]).reset_index(drop=True)
+    df = df.assign(_s=df["split"].map(order_split), _c=df["city"].map(city_rank))
+    df = df.sort_values(["_s", "_c", "tile", "row_off", "col_off"], kind="stable")
+    return df.drop(columns=["_s", "_c"]).reset_index(drop=True)
 
 
 def _crop_city(rows: list[dict], raw_root: str, out_root: str) -> list[tuple[str, list[int]]]:
