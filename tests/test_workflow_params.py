@@ -25,6 +25,79 @@ def test_params_files_are_valid(name):
     config.load_params(REPO / "params" / name)
 
 
+def leaves(d: dict, prefix: str = "") -> dict[str, object]:
+    """Every parameter of a nested dict, by dotted name (lists and empty sections are values)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(leaves(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def test_minifrance_is_the_real_study():
+    """Every value params/minifrance.yaml does not set is the schema's default (the real study), none the embedded
+    default's: as the workflow resolves it, and as its jobs receive it."""
+    import json
+    import re
+
+    from tmf.plan import Plan
+
+    path = REPO / "params/minifrance.yaml"
+    given = yaml.safe_load(path.read_text())
+    url = {"data": {"url": "/data/MiniFrance.zip"}}
+    effective = leaves(config.workflow_config(config.overlay(given, url), REPO / "params/default.yaml"))
+    defaults = leaves(config.validate({}))
+    set_here = leaves(config.overlay(given, url))
+    assert set(effective) == set(defaults)
+    for name, value in effective.items():
+        assert value == set_here.get(name, defaults[name]), name
+    # the workflow's own resolution: the pretraining job's --cfg as the dry run prints it
+    proc = snakemake(REPO, "-n", "-p", "--configfile", "params/minifrance.yaml", "--config",
+                     "data={url: /data/MiniFrance.zip}")
+    cfg = json.loads(re.search(r"tmf pretrain --method simclr .*--cfg '([^']+)'", proc.stdout).group(1))
+    plan = Plan(config.workflow_config(config.overlay(given, url), REPO / "params/default.yaml"))
+    assert cfg == plan.job("pretrain", {"method": "simclr", "seed": "0"}).cfg
+    assert cfg["crop_size"] == defaults["pretrain.crop_size"] == 224 and cfg["steps"] == defaults["pretrain.steps"]
+    assert "rule evaluate:" in proc.stdout and "wildcards: protocol=finetune, method=oracle" in proc.stdout
+
+
+def test_overlays_keep_overlaying_the_embedded_default():
+    embedded = leaves(config.workflow_config({}, REPO / "params/default.yaml"))
+    for name in ("tests/configs/tiny.yaml", "params/hyperbolic.yaml", "tests/slurm/tiny.yaml"):
+        given = yaml.safe_load((REPO / name).read_text())
+        assert "base" not in given, name
+        effective = leaves(config.workflow_config(given, REPO / "params/default.yaml"))
+        set_here = leaves(given)
+        for key, value in effective.items():
+            if key not in set_here and not any(key.startswith(k + ".") for k in set_here):
+                assert value == embedded[key], (name, key)
+
+
+def test_every_bad_configuration_stops_the_dry_run_before_any_job():
+    """Each bad parameter of tests/test_plan.py's list, given as `--config`, stops `snakemake -n` at the
+    configuration, with the parameter named."""
+    import json
+    import re
+    from concurrent.futures import ThreadPoolExecutor
+
+    from test_plan import BAD
+
+    def dry(given: dict) -> str:
+        args = [f"{section}={json.dumps(value)}" for section, value in given.items()]
+        proc = snakemake(REPO, "-n", "--config", *args, check=False)
+        return proc.returncode, proc.stdout + proc.stderr
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(dry, [given for given, _ in BAD]))
+    failures = []
+    for (given, message), (rc, text) in zip(BAD, results, strict=True):
+        if rc == 0 or "ParamsError" not in text or not re.search(message, text) or "Job stats" in text:
+            failures.append((given, rc, text[-600:]))
+    assert not failures, failures
+
+
 def test_invalid_parameter_is_named():
     with pytest.raises(config.ParamsError, match=r"subsample\.size"):
         config.validate({"subsample": {"size": 2}})
@@ -52,6 +125,13 @@ def test_workflow_rejects_invalid_parameter_before_any_job():
     text = proc.stdout + proc.stderr
     assert "size" in text and "minimum" in text
     assert "rule generate" not in text
+
+
+def test_real_study_without_data_url_stops_before_any_job():
+    proc = snakemake(REPO, "-n", "--configfile", "params/minifrance.yaml", check=False)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "data.url is empty" in text, text[-2000:]
+    assert "rule fetch" not in text and "Job stats" not in text
 
 
 def test_workflow_schema_is_the_package_schema():
