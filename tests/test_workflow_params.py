@@ -36,31 +36,41 @@ def leaves(d: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
-def test_minifrance_is_the_real_study():
-    """Every value params/minifrance.yaml does not set is the schema's default (the real study), none the embedded
-    default's: as the workflow resolves it, and as its jobs receive it."""
+STUDY_FILES = sorted(p.name for p in (REPO / "params").glob("*.yaml")
+                     if (yaml.safe_load(p.read_text()) or {}).get("base") == "study")
+
+
+def test_minifrance_is_a_real_study_file():
+    assert "minifrance.yaml" in STUDY_FILES
+
+
+@pytest.mark.parametrize("name", STUDY_FILES)
+def test_real_study_files_are_the_real_study(name):
+    """Every value a `base: study` file (params/minifrance.yaml, ...) does not set is the schema's default (the
+    real study), none the embedded default's: as tmf.config resolves it, and as the workflow's jobs receive it."""
     import json
     import re
 
     from tmf.plan import Plan
 
-    path = REPO / "params/minifrance.yaml"
-    given = yaml.safe_load(path.read_text())
-    url = {"data": {"url": "/data/MiniFrance.zip"}}
-    effective = leaves(config.workflow_config(config.overlay(given, url), REPO / "params/default.yaml"))
-    defaults = leaves(config.validate({}))
-    set_here = leaves(config.overlay(given, url))
+    given = yaml.safe_load((REPO / "params" / name).read_text())
+    if not given["data"].get("url"):
+        given = config.overlay(given, {"data": {"url": "/data/archive.zip"}})
+    resolved = config.workflow_config(given, REPO / "params/default.yaml")
+    effective, defaults, set_here = leaves(resolved), leaves(config.validate({})), leaves(given)
     assert set(effective) == set(defaults)
-    for name, value in effective.items():
-        assert value == set_here.get(name, defaults[name]), name
-    # the workflow's own resolution: the pretraining job's --cfg as the dry run prints it
-    proc = snakemake(REPO, "-n", "-p", "--configfile", "params/minifrance.yaml", "--config",
-                     "data={url: /data/MiniFrance.zip}")
-    cfg = json.loads(re.search(r"tmf pretrain --method simclr .*--cfg '([^']+)'", proc.stdout).group(1))
-    plan = Plan(config.workflow_config(config.overlay(given, url), REPO / "params/default.yaml"))
-    assert cfg == plan.job("pretrain", {"method": "simclr", "seed": "0"}).cfg
-    assert cfg["crop_size"] == defaults["pretrain.crop_size"] == 224 and cfg["steps"] == defaults["pretrain.steps"]
-    assert "rule evaluate:" in proc.stdout and "wildcards: protocol=finetune, method=oracle" in proc.stdout
+    for key, value in effective.items():
+        if key != "pretrain.methods" or "all" not in set_here.get(key, []):
+            assert value == set_here.get(key, defaults[key]), key
+    # the workflow's own resolution: a pretraining job's --cfg as the dry run prints it
+    method, seed = resolved["pretrain"]["methods"][0], resolved["pretrain"]["seeds"][0]
+    proc = snakemake(REPO, "-n", "-p", "--configfile", f"params/{name}", "--config",
+                     f"data={json.dumps({'url': given['data']['url']})}")
+    found = re.search(rf"tmf pretrain --method {method} --seed {seed} .*--cfg '([^']+)'", proc.stdout)
+    assert found, proc.stdout[-3000:]
+    assert json.loads(found.group(1)) == Plan(resolved).job("pretrain", {"method": method, "seed": seed}).cfg
+    if "pretrain.crop_size" not in set_here:
+        assert json.loads(found.group(1))["crop_size"] == defaults["pretrain.crop_size"] == 224
 
 
 def test_overlays_keep_overlaying_the_embedded_default():
@@ -130,6 +140,7 @@ def test_workflow_rejects_invalid_parameter_before_any_job():
 def test_real_study_without_data_url_stops_before_any_job():
     proc = snakemake(REPO, "-n", "--configfile", "params/minifrance.yaml", check=False)
     text = proc.stdout + proc.stderr
+    assert yaml.safe_load((REPO / "params/minifrance.yaml").read_text())["data"]["url"] == ""
     assert proc.returncode != 0 and "data.url is empty" in text, text[-2000:]
     assert "rule fetch" not in text and "Job stats" not in text
 

@@ -127,11 +127,11 @@ def overlay(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def workflow_config(given: dict[str, Any], embedded: str | Path) -> dict[str, Any]:
     """The configuration a workflow run uses.
 
-    ``given``: what Snakemake merged from ``--configfile`` files and ``--config`` (the Snakefile has no
-    ``configfile:`` directive). Its top-level ``base`` names what it overlays: ``embedded`` (the default) the
-    embedded default ``embedded`` (params/default.yaml: synthetic data, minutes on a laptop), ``study`` nothing
-    but the schema's defaults, which are the real study's (params/minifrance.yaml). The result is validated with
-    every default filled in and ``pretrain.methods: [all]`` expanded.
+    ``given`` is what Snakemake merged from the ``--configfile`` files and ``--config`` values (the Snakefile has
+    no ``configfile:`` directive). Its top-level ``base`` names what it overlays: ``embedded`` (the default) the
+    file ``embedded`` (params/default.yaml: the synthetic data, minutes on a laptop); ``study`` nothing, so that
+    every parameter it does not set keeps the schema's default, the real study's (params/minifrance.yaml). The
+    result is validated, every default filled in, and ``pretrain.methods: [all]`` expanded.
     """
     given = coerce_strings(dict(given))
     if given.get("base", schema()["properties"]["base"]["default"]) == "embedded":
