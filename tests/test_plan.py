@@ -28,7 +28,7 @@ def study(**sections) -> Plan:
 
 
 def counts(plan: Plan) -> dict[str, int]:
-    return {rule: len(plan.jobs(rule)) for rule in plan._jobs if plan.jobs(rule)}
+    return {rule: len(plan.jobs(rule)) for rule in plan.rules if plan.jobs(rule)}
 
 
 def test_default_plan():
@@ -122,8 +122,8 @@ def test_evaluation_params_per_protocol_and_method():
 
 def changed_jobs(before: Plan, after: Plan) -> set[str]:
     """Rules of the jobs whose params differ (what Snakemake re-runs first)."""
-    old = {(j.rule, tuple(sorted(j.wildcards.items()))): j.params for r in before._jobs for j in before.jobs(r)}
-    return {j.rule for r in after._jobs for j in after.jobs(r)
+    old = {(j.rule, tuple(sorted(j.wildcards.items()))): j.params for r in before.rules for j in before.jobs(r)}
+    return {j.rule for r in after.rules for j in after.jobs(r)
             if old.get((j.rule, tuple(sorted(j.wildcards.items())))) != j.params}
 
 

@@ -95,6 +95,11 @@ class Plan:
         """The output paths of the rule's job with these wildcards."""
         return paths.fill(self._outputs[rule], wildcards)
 
+    @property
+    def rules(self) -> list[str]:
+        """Every rule of the workflow (some may have no job in this configuration)."""
+        return list(self._jobs)
+
     def jobs(self, rule: str) -> list[Job]:
         return list(self._jobs[rule].values())
 
