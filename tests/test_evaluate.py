@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from tmf.cli import main
-from tmf.config import ParamsError, section_arg, validate
-from tmf.data.minifrance import CITIES, CITY_NAMES, IGNORE_INDEX, SCORED_IDS, cities_in
+from tmf.config import validate
+from tmf.data.minifrance import CITIES, IGNORE_INDEX, SCORED_IDS, cities_in
 from tmf.evaluate.data import (
     dominant_class,
     fraction_count,
@@ -25,7 +25,6 @@ from tmf.evaluate.data import (
 )
 from tmf.evaluate.engine import load_encoder
 from tmf.evaluate.losses import l1_reconstruction, relaxed_kmeans_loss
-from tmf.evaluate.plan import evaluation_jobs, fraction_tag
 from tmf.evaluate.run import aggregate_table, collect, run_job, summary_table
 from tmf.models.decoder import SegmentationModel
 from tmf.models.resnet import resnet18
@@ -261,20 +260,6 @@ def test_linear_without_cache_and_horospherical(tiny, tmp_path):
         _run(tiny, tmp_path, "finetune_euclidean", "random")
 
 
-def test_plan_expands_head_dimensions():
-    from tmf.config import validate
-    from tmf.evaluate.plan import evaluation_jobs, split_protocol
-
-    params = validate({"pretrain": {"methods": ["simclr"]},
-                       "evaluate": {"protocols": ["finetune_horospherical", "finetune_euclidean", "linear"],
-                                    "baselines": ["random"], "fractions": [0.01], "seeds": [0]}})
-    protocols = {j.protocol for j in evaluation_jobs(params)}
-    assert protocols == {"linear", *(f"finetune_{h}_d{d}" for h in ("horospherical", "euclidean")
-                                      for d in (2, 3, 128))}
-    assert split_protocol("finetune_euclidean_d128") == ("finetune_euclidean", 128)
-    assert split_protocol("finetune") == ("finetune", None)
-
-
 def test_encoder_file_roundtrip_and_errors(tiny, tmp_path):
     torch.manual_seed(1)
     enc = resnet18()
@@ -337,21 +322,3 @@ def test_collect_tables(tmp_path):
         collect([tmp_path / "nope.json"], tmp_path / "s.csv")
     rc = main(["collect", "--inputs", *map(str, paths), "--out", str(tmp_path / "cli" / "summary.csv")])
     assert rc == 0 and (tmp_path / "cli" / "summary_agg.csv").is_file()
-
-
-def test_plan_and_schema():
-    params = validate({"pretrain": {"methods": ["simclr"], "seeds": [7]},
-                       "evaluate": {"protocols": ["finetune", "linear"], "fractions": [0.01, 1.0],
-                                    "seeds": [0, 1], "baselines": ["random", "supervised"]}})
-    jobs = evaluation_jobs(params)
-    # finetune: (simclr, random) x 2 fractions x 2 seeds + supervised x 1 x 2; linear: (simclr, random) x 1 x 2
-    assert len(jobs) == 8 + 2 + 4
-    assert {j.encoder for j in jobs if j.method == "simclr"} == {"results/pretrain/simclr/seed7/encoder.pt"}
-    assert not any(j.method == "supervised" and j.protocol == "linear" for j in jobs)
-    assert jobs[0].out.startswith("results/evaluate/finetune/simclr/frac0.01/seed0")
-    assert fraction_tag(1.0) == "1" and fraction_tag(0.1) == "0.1"
-    with pytest.raises(ValueError, match="imagenet_weights"):
-        evaluation_jobs(validate({"evaluate": {"baselines": ["imagenet"]}}))
-    with pytest.raises(ParamsError):
-        section_arg(json.dumps({"protocols": ["nope"]}), None, "evaluate")
-    assert CITY_NAMES  # facts come from tmf.data.minifrance

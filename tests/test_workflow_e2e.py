@@ -158,6 +158,39 @@ def test_pretrain_parameter_reruns_that_method_and_downstream(run: Path):
     assert f"wildcards: method={method}" in text
 
 
+# README "What a change re-runs": `snakemake --list-changes params` lists every job's last output whatever changed
+# (Snakemake 9.27: ParamsChange.__or__ keeps the files of an empty change), so the README lists the outputs whose
+# status in `snakemake --summary` is "params changed".
+LIST_PARAMS_CHANGES = "snakemake --summary {args} | awk -F '\\t' '$5 == \"params changed\" {{print $1}}'"
+
+
+def params_changed(repo: Path, *extra: str) -> list[str]:
+    """The README's command, run as a user types it (with the tiny configuration)."""
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert LIST_PARAMS_CHANGES.format(args="").replace("  ", " ") in readme
+    command = LIST_PARAMS_CHANGES.format(args=shlex.join([*TINY, *extra]))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=repo, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.split()
+
+
+def test_listed_params_changes_are_exactly_the_changed_ones(run: Path):
+    """No change lists nothing; a report-only change lists only the figures and notebooks."""
+    assert params_changed(run) == []
+    listed = params_changed(run, "--config", "report={'dpi': 72}")
+    assert listed, "a changed figure resolution lists no output"
+    figures_and_notebooks = re.compile(r"^(results/appearance/[^/]+/figures/|results/classes/|reports/notebooks/)")
+    assert all(figures_and_notebooks.match(p) for p in listed), listed
+    assert "reports/notebooks/evaluation.html" in listed and "results/classes/figures/colour_histograms.png" in listed
+
+
 def test_failed_notebook_leaves_no_report(run: Path, tmp_path: Path):
     """A notebook that raises fails its rule and leaves nothing at the output paths."""
     from tmf.report.notebook import execute_notebook

@@ -25,6 +25,89 @@ def test_params_files_are_valid(name):
     config.load_params(REPO / "params" / name)
 
 
+def leaves(d: dict, prefix: str = "") -> dict[str, object]:
+    """Every parameter of a nested dict, by dotted name (lists and empty sections are values)."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(leaves(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+STUDY_FILES = sorted(p.name for p in (REPO / "params").glob("*.yaml")
+                     if (yaml.safe_load(p.read_text()) or {}).get("base") == "study")
+
+
+def test_minifrance_is_a_real_study_file():
+    assert "minifrance.yaml" in STUDY_FILES
+
+
+@pytest.mark.parametrize("name", STUDY_FILES)
+def test_real_study_files_are_the_real_study(name):
+    """Every value a `base: study` file (params/minifrance.yaml, ...) does not set is the schema's default (the
+    real study), none the embedded default's: as tmf.config resolves it, and as the workflow's jobs receive it."""
+    import json
+    import re
+
+    from tmf.plan import Plan
+
+    given = yaml.safe_load((REPO / "params" / name).read_text())
+    if not given["data"].get("url"):
+        given = config.overlay(given, {"data": {"url": "/data/archive.zip"}})
+    resolved = config.workflow_config(given, REPO / "params/default.yaml")
+    effective, defaults, set_here = leaves(resolved), leaves(config.validate({})), leaves(given)
+    assert set(effective) == set(defaults)
+    for key, value in effective.items():
+        if key != "pretrain.methods" or "all" not in set_here.get(key, []):
+            assert value == set_here.get(key, defaults[key]), key
+    # the workflow's own resolution: a pretraining job's --cfg as the dry run prints it
+    method, seed = resolved["pretrain"]["methods"][0], resolved["pretrain"]["seeds"][0]
+    proc = snakemake(REPO, "-n", "-p", "--configfile", f"params/{name}", "--config",
+                     f"data={json.dumps({'url': given['data']['url']})}")
+    found = re.search(rf"tmf pretrain --method {method} --seed {seed} .*--cfg '([^']+)'", proc.stdout)
+    assert found, proc.stdout[-3000:]
+    assert json.loads(found.group(1)) == Plan(resolved).job("pretrain", {"method": method, "seed": seed}).cfg
+    if "pretrain.crop_size" not in set_here:
+        assert json.loads(found.group(1))["crop_size"] == defaults["pretrain.crop_size"] == 224
+
+
+def test_overlays_keep_overlaying_the_embedded_default():
+    embedded = leaves(config.workflow_config({}, REPO / "params/default.yaml"))
+    for name in ("tests/configs/tiny.yaml", "params/hyperbolic.yaml", "tests/slurm/tiny.yaml"):
+        given = yaml.safe_load((REPO / name).read_text())
+        assert "base" not in given, name
+        effective = leaves(config.workflow_config(given, REPO / "params/default.yaml"))
+        set_here = leaves(given)
+        for key, value in effective.items():
+            if key not in set_here and not any(key.startswith(k + ".") for k in set_here):
+                assert value == embedded[key], (name, key)
+
+
+def test_every_bad_configuration_stops_the_dry_run_before_any_job():
+    """Each bad parameter of tests/test_plan.py's list, given as `--config`, stops `snakemake -n` at the
+    configuration, with the parameter named."""
+    import json
+    import re
+    from concurrent.futures import ThreadPoolExecutor
+
+    from test_plan import BAD
+
+    def dry(given: dict) -> str:
+        args = [f"{section}={json.dumps(value)}" for section, value in given.items()]
+        proc = snakemake(REPO, "-n", "--config", *args, check=False)
+        return proc.returncode, proc.stdout + proc.stderr
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(dry, [given for given, _ in BAD]))
+    failures = []
+    for (given, message), (rc, text) in zip(BAD, results, strict=True):
+        if rc == 0 or "ParamsError" not in text or not re.search(message, text) or "Job stats" in text:
+            failures.append((given, rc, text[-600:]))
+    assert not failures, failures
+
+
 def test_invalid_parameter_is_named():
     with pytest.raises(config.ParamsError, match=r"subsample\.size"):
         config.validate({"subsample": {"size": 2}})
@@ -52,6 +135,14 @@ def test_workflow_rejects_invalid_parameter_before_any_job():
     text = proc.stdout + proc.stderr
     assert "size" in text and "minimum" in text
     assert "rule generate" not in text
+
+
+def test_real_study_without_data_url_stops_before_any_job():
+    proc = snakemake(REPO, "-n", "--configfile", "params/minifrance.yaml", check=False)
+    text = proc.stdout + proc.stderr
+    assert yaml.safe_load((REPO / "params/minifrance.yaml").read_text())["data"]["url"] == ""
+    assert proc.returncode != 0 and "data.url is empty" in text, text[-2000:]
+    assert "rule fetch" not in text and "Job stats" not in text
 
 
 def test_workflow_schema_is_the_package_schema():

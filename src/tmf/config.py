@@ -1,12 +1,17 @@
 """Parameters: one JSON schema (``tmf/schema/params.schema.yaml``) holds every parameter with its default.
 
-Snakemake validates the workflow's config against the same file (``workflow/schemas/params.schema.yaml`` is a
-link to it); ``tmf`` commands run by hand load a params YAML through :func:`load_params`.
+The workflow resolves its configuration with :func:`workflow_config` (the base a configuration overlays, the
+schema's defaults, ``pretrain.methods: [all]``); ``tmf`` commands run by hand read a params YAML with
+:func:`load_params` (over the schema's defaults) or their section as ``--cfg`` JSON (:func:`section_arg`).
+``workflow/schemas/params.schema.yaml`` is a link to the schema. Unknown names get a "did you mean" hint
+(:func:`unknown_name`).
 """
 
 from __future__ import annotations
 
 import copy
+import difflib
+import functools
 import json
 from importlib import resources
 from pathlib import Path
@@ -16,8 +21,14 @@ import jsonschema
 import yaml
 
 
-def schema() -> dict:
+@functools.lru_cache(maxsize=1)
+def _schema() -> dict:
     return yaml.safe_load(resources.files("tmf").joinpath("schema/params.schema.yaml").read_text())
+
+
+def schema() -> dict:
+    """The parameter schema (a copy: callers may change it)."""
+    return copy.deepcopy(_schema())
 
 
 def _extend_with_default(validator_class):
@@ -41,6 +52,36 @@ class ParamsError(ValueError):
     """Invalid parameters; the message names the offending parameter."""
 
 
+def did_you_mean(name: str, choices) -> str:
+    """`` (did you mean 'simclr'?)`` for the valid name closest to ``name`` (difflib), or ``""``."""
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown_name(param: str, name: str, choices, what: str = "name") -> ParamsError:
+    """The one-line error for a name that is not among ``choices``, naming the parameter (or option)."""
+    return ParamsError(f"{param}: unknown {what} {name!r}{did_you_mean(name, choices)}; "
+                       f"expected one of {list(choices)}")
+
+
+def check_name(param: str, name: str, choices, what: str = "name") -> str:
+    """``name`` if it is one of ``choices``, else :func:`unknown_name`'s error."""
+    if name not in choices:
+        raise unknown_name(param, name, choices, what)
+    return name
+
+
+def _message(e: jsonschema.ValidationError) -> str:
+    """jsonschema's message, with a "did you mean" for a misspelt choice or key."""
+    if e.validator == "enum":
+        return e.message + did_you_mean(e.instance, e.validator_value)
+    if e.validator == "additionalProperties" and isinstance(e.instance, dict):
+        known = e.schema.get("properties", {})
+        hints = [f"{k!r}{did_you_mean(k, known)}" for k in e.instance if k not in known]
+        return f"unknown parameter(s) {', '.join(hints)}; expected some of {list(known)}"
+    return e.message
+
+
 def validate(params: dict[str, Any], source: str = "parameters") -> dict[str, Any]:
     """Validate ``params`` against the schema and return a copy with every default filled in."""
     out = copy.deepcopy(params) if params else {}
@@ -49,9 +90,62 @@ def validate(params: dict[str, Any], source: str = "parameters") -> dict[str, An
         lines = []
         for e in errors:
             where = ".".join(str(p) for p in e.path) or "(top level)"
-            lines.append(f"  {where}: {e.message}")
+            lines.append(f"  {where}: {_message(e)}")
         raise ParamsError(f"invalid {source}:\n" + "\n".join(lines))
     return out
+
+
+def method_names() -> list[str]:
+    """The registered pretraining methods (one per ``pretrain.method_params`` key, so no torch is needed; the
+    registry ``tmf.ssl.methods.METHODS`` has the same names)."""
+    return list(schema()["properties"]["pretrain"]["properties"]["method_params"]["properties"])
+
+
+def resolve_methods(params: dict[str, Any]) -> list[str]:
+    """``pretrain.methods`` with ``all`` expanded to every registered method; an unknown name is an error naming
+    the parameter (and the closest method)."""
+    registry = method_names()
+    methods = params["pretrain"]["methods"]
+    if "all" in methods:
+        return registry
+    for m in methods:
+        check_name("pretrain.methods", m, [*registry, "all"], "method")
+    return list(methods)
+
+
+def overlay(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` laid on ``base``, section by section (as Snakemake merges config files; lists are replaced)."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = overlay(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def workflow_config(given: dict[str, Any], embedded: str | Path) -> dict[str, Any]:
+    """The configuration a workflow run uses.
+
+    ``given`` is what Snakemake merged from the ``--configfile`` files and ``--config`` values (the Snakefile has
+    no ``configfile:`` directive). Its top-level ``base`` names what it overlays: ``embedded`` (the default) the
+    file ``embedded`` (params/default.yaml: the synthetic data, minutes on a laptop); ``study`` nothing, so that
+    every parameter it does not set keeps the schema's default, the real study's (params/minifrance.yaml). The
+    result is validated, every default filled in, and ``pretrain.methods: [all]`` expanded.
+    """
+    given = coerce_strings(dict(given))
+    if given.get("base", schema()["properties"]["base"]["default"]) == "embedded":
+        path = Path(embedded)
+        try:
+            start = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise ParamsError(f"the embedded default {path} is missing (base: embedded overlays it)") from None
+        if start.get("base", "embedded") != "embedded":
+            raise ParamsError(f"{path}: the embedded default cannot itself set base: {start['base']}")
+        given = overlay(start, given)
+    params = validate(given, source="workflow configuration")
+    params["pretrain"]["methods"] = resolve_methods(params)
+    return params
 
 
 def coerce_strings(value: Any, sub: dict | None = None) -> Any:
@@ -83,7 +177,8 @@ def coerce_strings(value: Any, sub: dict | None = None) -> Any:
 
 
 def load_params(path: str | Path | None = None) -> dict[str, Any]:
-    """Read a params YAML (or nothing: all defaults) and validate it."""
+    """Read a params YAML (or nothing: all defaults) and validate it: the file over the schema's defaults (what
+    ``base`` overlays is the workflow's business, :func:`workflow_config`)."""
     if path is None:
         return validate({})
     path = Path(path)

@@ -1,9 +1,6 @@
 # Appearance analysis, one per encoder (seed 004 §2.4–2.6): encode → t-SNE per seed → one-class SVM surfaces and
 # IoU / intersection-over-test → figures; class representativeness does not depend on the encoder.
 
-APPEARANCE_FIGURES = ["embedding_cities", "appearance_maps", "coverage_heatmaps", "split_maps", "class_scatter"]
-CLASS_FIGURES = ["class_histograms_city", "class_histograms_split", "colour_histograms"]
-
 
 localrules:
     appearance_figures,
@@ -12,14 +9,12 @@ localrules:
 
 rule appearance_encode:
     input:
-        unpack(appearance_encoder_inputs),
+        unpack(job_input("appearance_encode")),
     output:
-        features="results/appearance/{encoder}/features.npy",
-        info="results/appearance/{encoder}/encoder.json",
+        **job_output("appearance_encode"),
     params:
-        cfg=lambda w: appearance_params("weights", "random_init_seed", "feature_layer", "input_size", "batch_size"),
+        **job_params("appearance_encode"),
         weights=lambda w, input: f"--weights {input.weights}" if "weights" in input.keys() else "",
-        device=DEVICE,
     log:
         "logs/appearance/{encoder}/encode.log",
     benchmark:
@@ -38,11 +33,11 @@ rule appearance_encode:
 
 rule appearance_embed:
     input:
-        "results/appearance/{encoder}/features.npy",
+        unpack(job_input("appearance_embed")),
     output:
-        "results/appearance/{encoder}/embedding_seed{seed}.npy",
+        **job_output("appearance_embed"),
     params:
-        cfg=lambda w: appearance_params("tsne"),
+        **job_params("appearance_embed"),
     log:
         "logs/appearance/{encoder}/embed_seed{seed}.log",
     threads: 1
@@ -52,23 +47,17 @@ rule appearance_embed:
     conda:
         SOFTWARE
     shell:
-        "tmf appearance-embed --features {input} --seed {wildcards.seed} --out {output} --cfg {params.cfg:q} "
-        "> {log} 2>&1"
+        "tmf appearance-embed --features {input.features} --seed {wildcards.seed} --out {output.embedding} "
+        "--cfg {params.cfg:q} > {log} 2>&1"
 
 
 rule appearance_score:
     input:
-        manifest=MANIFEST,
-        info="results/appearance/{encoder}/encoder.json",
-        embeddings=expand("results/appearance/{{encoder}}/embedding_seed{seed}.npy",
-                          seed=config["appearance"]["seeds"]),
+        unpack(job_input("appearance_score")),
     output:
-        summary="results/appearance/{encoder}/summary.json",
-        coverage="results/appearance/{encoder}/coverage_summary.csv",
-        splits="results/appearance/{encoder}/split_coverage_summary.csv",
-        surfaces=expand("results/appearance/{{encoder}}/surfaces_seed{seed}.npz", seed=config["appearance"]["seeds"]),
+        **job_output("appearance_score"),
     params:
-        cfg=lambda w: appearance_params("svm", "grid_resolution", "grid_margin", "split_surface", "min_points"),
+        **job_params("appearance_score"),
         out=lambda w, output: os.path.dirname(output.summary),
     log:
         "logs/appearance/{encoder}/score.log",
@@ -87,21 +76,21 @@ rule appearance_score:
 
 rule appearance_figures:
     input:
-        unpack(appearance_figure_inputs),
+        unpack(job_input("appearance_figures")),
     output:
         **{
             name: report(
-                f"results/appearance/{{encoder}}/figures/{name}.png",
+                path,
                 caption=f"../report/appearance_{name}.rst",
                 category="Appearance",
                 subcategory="{encoder}",
                 labels={"encoder": "{encoder}", "figure": name.replace("_", " ")},
             )
-            for name in APPEARANCE_FIGURES + (["overlay"] if OVERLAY else [])
+            for name, path in job_output("appearance_figures").items()
         },
     params:
+        **job_params("appearance_figures"),
         dir=lambda w, input: os.path.dirname(input.summary),
-        dpi=config["report"]["dpi"],
         overlay=lambda w, input: f"--overlay {input.overlay}" if "overlay" in input.keys() else "",
     log:
         "logs/appearance/{encoder}/figures.log",
@@ -112,21 +101,16 @@ rule appearance_figures:
         "> {log} 2>&1"
 
 
-if OVERLAY:
+if PLAN.jobs("appearance_overlay"):  # Fig. 2.18 only when appearance.overlay_dir names a folder of GeoTIFFs
 
     rule appearance_overlay:
         input:
-            unpack(appearance_encoder_inputs),
-            features="results/appearance/{encoder}/features.npy",
+            unpack(job_input("appearance_overlay")),
         output:
-            "results/appearance/{encoder}/overlay.npz",
+            **job_output("appearance_overlay"),
         params:
-            cfg=lambda w: appearance_params(
-                "weights", "random_init_seed", "feature_layer", "input_size", "batch_size", "tsne", "seeds",
-                "overlay_dir"
-            ),
+            **job_params("appearance_overlay"),
             weights=lambda w, input: f"--weights {input.weights}" if "weights" in input.keys() else "",
-            device=DEVICE,
         log:
             "logs/appearance/{encoder}/overlay.log",
         threads: config["threads"]
@@ -137,30 +121,29 @@ if OVERLAY:
             SOFTWARE
         shell:
             "tmf appearance-overlay --encoder {wildcards.encoder} --manifest {input.manifest} --packed {input.images} "
-            "--features {input.features} --out {output} {params.weights} --device {params.device} "
+            "--features {input.features} --out {output.overlay} {params.weights} --device {params.device} "
             "--threads {threads} --cfg {params.cfg:q} > {log} 2>&1"
 
 
 rule class_representativeness:
     input:
-        manifest=MANIFEST,
-        images=PACKED_IMAGES,
+        unpack(job_input("class_representativeness")),
     output:
-        city="results/classes/class_histograms_city.csv",
-        split="results/classes/class_histograms_split.csv",
-        colours="results/classes/colour_histograms.csv",
+        city=job_output("class_representativeness")["city"],
+        split=job_output("class_representativeness")["split"],
+        colours=job_output("class_representativeness")["colours"],
         figures=[
             report(
-                f"results/classes/figures/{name}.png",
-                caption=f"../report/{name}.rst",
+                path,
+                caption=f"../report/{Path(path).stem}.rst",
                 category="Data",
-                labels={"figure": name.replace("_", " ")},
+                labels={"figure": Path(path).stem.replace("_", " ")},
             )
-            for name in CLASS_FIGURES
+            for path in job_output("class_representativeness")["figures"]
         ],
     params:
+        **job_params("class_representativeness"),
         out=lambda w, output: os.path.dirname(output.city),
-        dpi=config["report"]["dpi"],
     log:
         "logs/classes.log",
     conda:

@@ -7,9 +7,9 @@ localrules:
 
 rule generate:
     output:
-        directory("data/raw/synthetic"),
+        raw=directory(job_output("generate")["raw"]),
     params:
-        cfg=lambda w: as_json({"source": "synthetic", "synthetic": config["data"]["synthetic"]}),
+        **job_params("generate"),
     log:
         "logs/data/generate.log",
     benchmark:
@@ -20,18 +20,16 @@ rule generate:
     conda:
         SOFTWARE
     shell:
-        "tmf generate --out {output} --cfg {params.cfg:q} > {log} 2>&1"
+        "tmf generate --out {output.raw} --cfg {params.cfg:q} > {log} 2>&1"
 
 
 rule fetch:
     output:
-        directory("data/raw/{source}"),
+        raw=directory(job_output("fetch")["raw"]),
     wildcard_constraints:
         source="minifrance|dfc2022",
     params:
-        cfg=lambda w: as_json({k: config["data"][k] for k in ("source", "url", "extract")}),
-        # Outside the output folder, which Snakemake deletes when a job fails: a new attempt resumes from here.
-        cache="data/.download",
+        **job_params("fetch"),
     log:
         "logs/data/fetch_{source}.log",
     resources:
@@ -40,16 +38,16 @@ rule fetch:
     conda:
         SOFTWARE
     shell:
-        "tmf fetch --out {output} --cache {params.cache} --cfg {params.cfg:q} > {log} 2>&1"
+        "tmf fetch --out {output.raw} --cache {params.cache} --cfg {params.cfg:q} > {log} 2>&1"
 
 
 rule index_tiles:
     input:
-        RAW,
+        unpack(job_input("index_tiles")),
     output:
-        "data/tiles.csv",
+        **job_output("index_tiles"),
     params:
-        cfg=lambda w: as_json({"missing_label": config["data"]["missing_label"]}),
+        **job_params("index_tiles"),
     log:
         "logs/data/index_tiles.log",
     threads: 2
@@ -59,19 +57,18 @@ rule index_tiles:
     conda:
         SOFTWARE
     shell:
-        "tmf index --root {input} --out {output} --workers {threads} --cfg {params.cfg:q} > {log} 2>&1"
+        "tmf index --root {input.raw} --out {output.tiles} --workers {threads} --cfg {params.cfg:q} > {log} 2>&1"
 
 
 rule subsample:
     input:
-        tiles="data/tiles.csv",
-        raw=RAW,
+        unpack(job_input("subsample")),
     output:
-        manifest=MANIFEST,
-        shares=f"{TINY}/class_shares.csv",
-        crops=[directory(f"{TINY}/{split}") for split in ("labeled", "unlabeled", "test")],
+        manifest=job_output("subsample")["manifest"],
+        shares=job_output("subsample")["shares"],
+        crops=[directory(d) for d in job_output("subsample")["crops"]],
     params:
-        cfg=lambda w: as_json(config["subsample"]),
+        **job_params("subsample"),
         out=lambda w, output: os.path.dirname(output.manifest),
     log:
         "logs/data/subsample.log",
@@ -90,11 +87,9 @@ rule subsample:
 
 rule pack:
     input:
-        manifest=MANIFEST,
-        crops=rules.subsample.output.crops,
+        unpack(job_input("pack")),
     output:
-        images=PACKED_IMAGES,
-        labels=PACKED_LABELS,
+        **job_output("pack"),
     params:
         out=lambda w, output: os.path.dirname(output.images),
     log:

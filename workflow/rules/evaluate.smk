@@ -1,25 +1,23 @@
-# One job per (protocol, method, label fraction, seed) — the plan is tmf.evaluate.plan — then one table.
+# One job per (protocol, method, label fraction, seed) — the plan is tmf.plan — then one table.
 localrules:
     collect_evaluation,
 
 
 rule evaluate:
     input:
-        unpack(evaluation_inputs),
+        unpack(job_input("evaluate")),
     output:
-        metrics="results/evaluate/{protocol}/{method}/frac{fraction}/seed{seed}/metrics.json",
+        metrics=job_output("evaluate")["metrics"],
         predictions=report(
-            "results/evaluate/{protocol}/{method}/frac{fraction}/seed{seed}/predictions.png",
+            job_output("evaluate")["predictions"],
             caption="../report/evaluation_predictions.rst",
             category="Evaluation",
             subcategory="{protocol}",
             labels={"method": "{method}", "label fraction": "{fraction}", "seed": "{seed}"},
         ),
     params:
-        cfg=lambda w: evaluation_params(w.protocol, w.method),
-        encoder=lambda w: evaluation_job(w).encoder,
+        **job_params("evaluate"),
         packed=lambda w, input: os.path.dirname(input.images),
-        device=DEVICE,
         out=lambda w, output: os.path.dirname(output.metrics),
     log:
         "logs/evaluate/{protocol}/{method}/frac{fraction}/seed{seed}.log",
@@ -40,16 +38,16 @@ rule evaluate:
 
 rule collect_evaluation:
     input:
-        [f"{out}/metrics.json" for out in EVAL_JOBS],
+        unpack(job_input("collect_evaluation")),
     output:
         summary=report(
-            "results/evaluate/summary.csv",
+            job_output("collect_evaluation")["summary"],
             caption="../report/evaluation_summary.rst",
             category="Evaluation",
             labels={"table": "every run"},
         ),
         aggregate=report(
-            "results/evaluate/summary_agg.csv",
+            job_output("collect_evaluation")["aggregate"],
             caption="../report/evaluation_summary_agg.rst",
             category="Evaluation",
             labels={"table": "mean ± std over seeds"},
@@ -59,4 +57,4 @@ rule collect_evaluation:
     conda:
         SOFTWARE
     shell:
-        "tmf collect --inputs {input} --out {output.summary} > {log} 2>&1"
+        "tmf collect --inputs {input.metrics} --out {output.summary} > {log} 2>&1"

@@ -3,16 +3,12 @@
 
 rule pretrain:
     input:
-        manifest=MANIFEST,
-        images=PACKED_IMAGES,
+        unpack(job_input("pretrain")),
     output:
-        encoder="results/pretrain/{method}/seed{seed}/encoder.pt",
-        metrics="results/pretrain/{method}/seed{seed}/metrics.json",
-        history="results/pretrain/{method}/seed{seed}/history.csv",
+        **job_output("pretrain"),
     params:
-        cfg=lambda w: pretrain_params(w.method),
+        **job_params("pretrain"),
         packed=lambda w, input: os.path.dirname(input.images),
-        device=DEVICE,
         out=lambda w, output: os.path.dirname(output.encoder),
     log:
         "logs/pretrain/{method}/seed{seed}.log",

@@ -1,7 +1,5 @@
 # papermill notebooks → HTML, one per part of the study, and reports/index.html linking them.
-# Report rules depend only on the `report` params section and on their inputs' files. Their params are plain
-# values, not functions of `input`: Snakemake does not compare such functions' values with the last run's, so a
-# changed `report` section would not re-run them.
+# Report rules depend only on the `report` params section and on their inputs' files (tmf.plan).
 
 
 localrules:
@@ -14,23 +12,17 @@ localrules:
 
 rule report_data:
     input:
-        notebook="workflow/notebooks/data.ipynb",
-        tiles="data/tiles.csv",
-        manifest=MANIFEST,
-        class_shares=f"{TINY}/class_shares.csv",
-        images=PACKED_IMAGES,
-        labels=PACKED_LABELS,
+        unpack(job_input("report_data")),
     output:
         html=report(
-            "reports/notebooks/data.html",
+            job_output("report_data")["html"],
             caption="../report/notebook_data.rst",
             category="Notebooks",
             labels={"notebook": "Data and tinyMiniFrance"},
         ),
-        ipynb="reports/notebooks/data.ipynb",
+        ipynb=job_output("report_data")["ipynb"],
     params:
-        nb=notebook_params(tiles="data/tiles.csv", manifest=MANIFEST, class_shares=f"{TINY}/class_shares.csv",
-                           packed=f"{TINY}/packed"),
+        **job_params("report_data"),
     log:
         "logs/report/data.log",
     conda:
@@ -40,25 +32,19 @@ rule report_data:
         "--parameters {params.nb:q} > {log} 2>&1"
 
 
-PRETRAIN_RUNS = {f"{m}/seed{s}": f"results/pretrain/{m}/seed{s}" for m in config["pretrain"]["methods"]
-                 for s in config["pretrain"]["seeds"]}
-
-
 rule report_pretraining:
     input:
-        notebook="workflow/notebooks/pretraining.ipynb",
-        metrics=[f"{d}/metrics.json" for d in PRETRAIN_RUNS.values()],
-        history=[f"{d}/history.csv" for d in PRETRAIN_RUNS.values()],
+        unpack(job_input("report_pretraining")),
     output:
         html=report(
-            "reports/notebooks/pretraining.html",
+            job_output("report_pretraining")["html"],
             caption="../report/notebook_pretraining.rst",
             category="Notebooks",
             labels={"notebook": "Pretraining"},
         ),
-        ipynb="reports/notebooks/pretraining.ipynb",
+        ipynb=job_output("report_pretraining")["ipynb"],
     params:
-        nb=notebook_params(runs=PRETRAIN_RUNS),
+        **job_params("report_pretraining"),
     log:
         "logs/report/pretraining.log",
     conda:
@@ -68,25 +54,19 @@ rule report_pretraining:
         "--parameters {params.nb:q} > {log} 2>&1"
 
 
-APPEARANCE_DIRS = {e: f"results/appearance/{e}" for e in config["appearance"]["encoders"]}
-
-
 rule report_appearance:
     input:
-        notebook="workflow/notebooks/appearance.ipynb",
-        summaries=[f"{d}/summary.json" for d in APPEARANCE_DIRS.values()],
-        figures=[f"{d}/figures/{n}.png" for d in APPEARANCE_DIRS.values() for n in APPEARANCE_FIGURES],
-        classes=rules.class_representativeness.output,
+        unpack(job_input("report_appearance")),
     output:
         html=report(
-            "reports/notebooks/appearance.html",
+            job_output("report_appearance")["html"],
             caption="../report/notebook_appearance.rst",
             category="Notebooks",
             labels={"notebook": "Appearance analysis"},
         ),
-        ipynb="reports/notebooks/appearance.ipynb",
+        ipynb=job_output("report_appearance")["ipynb"],
     params:
-        nb=notebook_params(encoders=APPEARANCE_DIRS, classes="results/classes"),
+        **job_params("report_appearance"),
     log:
         "logs/report/appearance.log",
     conda:
@@ -98,21 +78,17 @@ rule report_appearance:
 
 rule report_evaluation:
     input:
-        notebook="workflow/notebooks/evaluation.ipynb",
-        summary="results/evaluate/summary.csv",
-        aggregate="results/evaluate/summary_agg.csv",
-        runs=[f"{out}/metrics.json" for out in EVAL_JOBS],
+        unpack(job_input("report_evaluation")),
     output:
         html=report(
-            "reports/notebooks/evaluation.html",
+            job_output("report_evaluation")["html"],
             caption="../report/notebook_evaluation.rst",
             category="Notebooks",
             labels={"notebook": "Evaluation"},
         ),
-        ipynb="reports/notebooks/evaluation.ipynb",
+        ipynb=job_output("report_evaluation")["ipynb"],
     params:
-        nb=notebook_params(summary="results/evaluate/summary.csv", aggregate="results/evaluate/summary_agg.csv",
-                           runs=[f"{out}/metrics.json" for out in EVAL_JOBS]),
+        **job_params("report_evaluation"),
     log:
         "logs/report/evaluation.log",
     conda:
@@ -122,35 +98,17 @@ rule report_evaluation:
         "--parameters {params.nb:q} > {log} 2>&1"
 
 
-REPORT_PAGES = [
-    ("Data and tinyMiniFrance", "reports/notebooks/data.html",
-     "tiles, sub-tiles and class shares vs Tables 2.4–2.6"),
-    ("Appearance analysis", "reports/notebooks/appearance.html",
-     "t-SNE + one-class SVM coverage of the test cities by the training cities, vs Table 2.7"),
-    ("Pretraining", "reports/notebooks/pretraining.html",
-     "loss curves and embedding diagnostics of every (method, seed)"),
-    ("Evaluation", "reports/notebooks/evaluation.html",
-     "segmentation of the test cities for every protocol × method × label fraction, vs Table 3.1"),
-]
-
-
 rule report_index:
     input:
-        pages=[p for _, p, _ in REPORT_PAGES],
-        shares=f"{TINY}/class_shares.csv",
-        summaries=[f"{d}/summary.json" for d in APPEARANCE_DIRS.values()],
-        evaluation="results/evaluate/summary_agg.csv",
+        unpack(job_input("report_index")),
     output:
-        "reports/index.html",
+        **job_output("report_index"),
     params:
-        source=SOURCE,
-        pages=" ".join(f"--page {t!r} {p} {d!r}" for t, p, d in REPORT_PAGES),
-        summaries=" ".join(f"--appearance-summary {d}/summary.json" for d in APPEARANCE_DIRS.values()),
+        **job_params("report_index"),
     log:
         "logs/report/index.log",
     conda:
         SOFTWARE
     shell:
-        "tmf report-index --out {output} --source {params.source} --class-shares {input.shares} {params.pages} "
-        "{params.summaries} --evaluation {input.evaluation} "
-        "> {log} 2>&1"
+        "tmf report-index --out {output.index} --source {params.source} --class-shares {input.shares} "
+        "{params.pages:q} {params.summaries:q} --evaluation {input.evaluation} > {log} 2>&1"

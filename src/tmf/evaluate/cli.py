@@ -19,8 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol", required=True,
                    help="linear | finetune | finetune_horospherical | finetune_euclidean | knn | logreg")
     p.add_argument("--method", required=True,
-                   help="an SSL method name (with --encoder results/pretrain/<method>/seed<k>/encoder.pt), or a "
-                        "baseline: random, imagenet, supervised, oracle, berundanet_l1, berundanet_kmeans")
+                   help="a pretraining method of tmf.ssl.methods (with --encoder "
+                        "results/pretrain/<method>/seed<k>/encoder.pt), or a baseline: random, imagenet, supervised, "
+                        "oracle, berundanet_l1, berundanet_kmeans")
     p.add_argument("--fraction", type=float, required=True, help="label fraction in (0, 1]")
     p.add_argument("--seed", type=int, required=True)
     p.add_argument("--manifest", default="data/tinyminifrance/manifest.csv")
@@ -43,9 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _evaluate(args) -> int:
-    from tmf.config import section_arg
+    from tmf.config import check_name, method_names, section_arg
     from tmf.evaluate.run import run_job
+    from tmf.plan import BASELINES, PROTOCOLS, split_protocol
 
+    check_name("--protocol", split_protocol(args.protocol)[0], PROTOCOLS, "protocol")
+    check_name("--method", args.method, [*method_names(), *BASELINES], "method")
     cfg = section_arg(args.cfg, args.params, "evaluate")
     m = run_job(args.protocol, args.method, args.fraction, args.seed, args.manifest, args.packed, args.encoder,
                 args.out, cfg, device=args.device, threads=args.threads)

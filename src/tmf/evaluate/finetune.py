@@ -41,10 +41,10 @@ from tmf.evaluate.engine import (
 )
 from tmf.evaluate.losses import l1_reconstruction, relaxed_kmeans_loss
 from tmf.models.decoder import SegmentationModel
+from tmf.plan import TRAINED_BASELINES as SCRATCH_METHODS
 
 log = logging.getLogger(__name__)
 
-SCRATCH_METHODS = ("supervised", "oracle", "berundanet_l1", "berundanet_kmeans")
 HEAD_OF_PROTOCOL = {"finetune": "conv", "finetune_horospherical": "horospherical",
                       "finetune_euclidean": "euclidean"}
 

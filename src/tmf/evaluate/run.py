@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from tmf.evaluate.plan import (
+from tmf.io import atomic_path, read_json, write_csv, write_json
+from tmf.plan import (
     ENCODER_BASELINES,
     FINETUNE_PROTOCOLS,
     HEAD_PROTOCOLS,
@@ -24,7 +25,6 @@ from tmf.evaluate.plan import (
     is_ssl,
     split_protocol,
 )
-from tmf.io import atomic_path, read_json, write_csv, write_json
 
 log = logging.getLogger(__name__)
 

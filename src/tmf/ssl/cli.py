@@ -53,8 +53,9 @@ def _split_compute_keys(cfg_json: str | None) -> tuple[str | None, dict]:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from tmf.config import ParamsError, section_arg, validate
+    from tmf.config import ParamsError, check_name, method_names, section_arg, validate
 
+    check_name("--method", args.method, method_names(), "method")
     cfg_json, extra = _split_compute_keys(args.cfg)
     cfg = section_arg(cfg_json, args.params, "pretrain")
     if args.tracking_cfg:

@@ -1,0 +1,119 @@
+"""What a configuration must satisfy beyond the schema, checked before any job runs: names that refer to other
+parameters, and constraints between parameters that a job would otherwise fail on, hours in.
+
+Each error is a :class:`tmf.config.ParamsError` naming the parameter (and, for a misspelt name, the closest valid
+one). Constraints that depend on the data are checked where the data is known: for the embedded synthetic data
+the tile grid is a function of the parameters, so the tinyMiniFrance draw is checked here too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tmf.config import ParamsError, check_name, method_names, schema
+from tmf.plan.names import FIXED_ENCODER_KINDS, ssl_encoder_method
+
+RESNET_STAGES = 4  # appearance.feature_layer stage<k>: a ResNet has 4 stages, VGG-16 5
+
+
+def check(params: dict[str, Any]) -> None:
+    """Raise on the first constraint ``params`` (validated, methods resolved) breaks."""
+    _check_data(params)
+    _check_pretrain(params)
+    _check_appearance(params)
+    _check_evaluate(params)
+
+
+def appearance_archs() -> list[str]:
+    """Architectures of the random-<arch> / imagenet-<arch> encoders: the keys of ``appearance.weights``."""
+    return list(schema()["properties"]["appearance"]["properties"]["weights"]["properties"])
+
+
+def _check_data(params: dict[str, Any]) -> None:
+    d, sub = params["data"], params["subsample"]
+    if d["source"] != "synthetic" and not d["url"]:
+        raise ParamsError(f"data.url is empty: data.source {d['source']!r} reads real data from it (an archive, "
+                          "a folder in the public layout, or an http(s):// URL; see README 'Real data')")
+    if d["source"] == "synthetic":
+        _check_synthetic_draw(d["synthetic"], sub)
+
+
+def _check_synthetic_draw(syn: dict[str, Any], sub: dict[str, Any]) -> None:
+    """Draw tinyMiniFrance from the tile grid the synthetic generator will write (one tile_size² tile per tile of
+    each city), with the subsampling job's own function: what it would refuse is refused now."""
+    import pandas as pd
+
+    from tmf.data.minifrance import CITIES
+    from tmf.data.subsample import select_subtiles
+    from tmf.data.synthetic import n_tiles
+
+    size = syn["tile_size"]
+    if sub["size"] > size:
+        raise ParamsError(f"subsample.size = {sub['size']} px exceeds the embedded data's tiles of "
+                          f"data.synthetic.tile_size = {size} px")
+    rows = [{"city": c.name, "split": c.split, "tile": f"{c.name}-{k}", "height": size, "width": size,
+             "image": f"{c.name}-{k}.tif", "label": f"{c.name}-{k}_UA2012.tif"}
+            for c in CITIES for k in range(n_tiles(c, syn["tile_scale"], syn["min_tiles"]))]
+    try:
+        select_subtiles(pd.DataFrame(rows), sub["n_subtiles"], sub["size"], sub["seed"])
+    except ParamsError as e:
+        raise ParamsError(f"{e} (the embedded data: data.synthetic.tile_scale = {syn['tile_scale']}, "
+                          f"min_tiles = {syn['min_tiles']}, tile_size = {size})") from None
+
+
+def _check_pretrain(params: dict[str, Any]) -> None:
+    pre = params["pretrain"]
+    size = params["subsample"]["size"]
+    if pre["crop_size"] > size:
+        raise ParamsError(f"pretrain.crop_size = {pre['crop_size']} px exceeds the sub-tiles' subsample.size = "
+                          f"{size} px: a crop cannot be larger than the image it is cut from")
+    if pre["ddp"] and pre["nproc"] > 1 and pre["batch_size"] % pre["nproc"]:
+        raise ParamsError(f"pretrain.batch_size = {pre['batch_size']} is not divisible by pretrain.nproc = "
+                          f"{pre['nproc']} (the global batch is split evenly over the processes)")
+    if "hydes" in pre["methods"]:
+        h = pre["method_params"]["hydes"]
+        if h["n_global"] + h["n_local"] < 2:
+            raise ParamsError("pretrain.method_params.hydes: n_global + n_local must be at least 2 (HyDeS "
+                              f"compares views), got {h['n_global']} + {h['n_local']}")
+
+
+def _check_appearance(params: dict[str, Any]) -> None:
+    a, pre = params["appearance"], params["pretrain"]
+    archs = appearance_archs()
+    fixed = [f"{kind}-{arch}" for kind in FIXED_ENCODER_KINDS for arch in archs]
+    pretrained = [f"ssl-{m}" for m in pre["methods"]]
+    resnets = []
+    for encoder in a["encoders"]:
+        method = ssl_encoder_method(encoder)
+        if method is None:
+            check_name("appearance.encoders", encoder, fixed + pretrained, "encoder")
+            resnets += [encoder] if not encoder.endswith("vgg16") else []
+            continue
+        if method in method_names() and method not in pre["methods"]:
+            raise ParamsError(f"appearance.encoders: {encoder!r} analyses the encoder pretrained by {method!r}, "
+                              f"but pretrain.methods is {pre['methods']}: add {method!r} there or remove "
+                              f"{encoder!r}")
+        check_name("appearance.encoders", encoder, pretrained + fixed, "encoder")
+        resnets.append(encoder)  # pretrain.backbone is a ResNet
+    layer = a["feature_layer"]
+    if layer.startswith("stage") and int(layer[5:]) > RESNET_STAGES and resnets:
+        raise ParamsError(f"appearance.feature_layer = {layer}: a ResNet has stages 1..{RESNET_STAGES}, and "
+                          f"appearance.encoders lists ResNets {resnets} (stage5 exists only in VGG-16)")
+    if a["overlay_dir"]:
+        folder = Path(a["overlay_dir"])
+        if not folder.is_dir():
+            raise ParamsError(f"appearance.overlay_dir: {folder} is not a folder")
+        if not any(p.suffix.lower() in (".tif", ".tiff") for p in folder.rglob("*")):
+            raise ParamsError(f"appearance.overlay_dir: no .tif/.tiff file under {folder}")
+
+
+def _check_evaluate(params: dict[str, Any]) -> None:
+    ev, pre = params["evaluate"], params["pretrain"]
+    if "imagenet" in ev["baselines"] and not ev["imagenet_weights"]:
+        raise ParamsError("evaluate.baselines lists 'imagenet' but evaluate.imagenet_weights is empty (give the "
+                          "path of torchvision ImageNet weights for evaluate.backbone)")
+    if pre["backbone"] != ev["backbone"]:
+        raise ParamsError(f"evaluate.backbone = {ev['backbone']} differs from pretrain.backbone = "
+                          f"{pre['backbone']}: the pretrained encoders of pretrain.methods are evaluated")
+

@@ -1,0 +1,291 @@
+"""tmf.plan: the jobs, output paths, inputs and parameters of a few configurations, and the checks that stop a
+bad configuration before any job (tmf.config's resolution of what a configuration overlays, too)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from conftest import REPO
+
+from tmf import config
+from tmf.config import ParamsError, workflow_config
+from tmf.plan import BASELINES, PROTOCOLS, TRAINED_BASELINES, Plan, fraction_tag, paths, split_protocol
+
+EMBEDDED = REPO / "params/default.yaml"
+
+
+def plan_of(given: dict | None = None) -> Plan:
+    """The plan the workflow makes of ``--config`` values ``given`` (over the embedded default)."""
+    return Plan(workflow_config(given or {}, EMBEDDED))
+
+
+def study(**sections) -> Plan:
+    """A plan over the schema's defaults (the real study, on real data) with these sections overridden."""
+    given = {"base": "study", "data": {"source": "minifrance", "url": "/data/MiniFrance.zip"}, **sections}
+    return Plan(workflow_config(given, EMBEDDED))
+
+
+def counts(plan: Plan) -> dict[str, int]:
+    return {rule: len(plan.jobs(rule)) for rule in plan.rules if plan.jobs(rule)}
+
+
+def test_default_plan():
+    plan = plan_of()
+    assert counts(plan) == {
+        "generate": 1, "index_tiles": 1, "subsample": 1, "pack": 1,
+        "appearance_encode": 1, "appearance_embed": 3, "appearance_score": 1, "appearance_figures": 1,
+        "class_representativeness": 1, "pretrain": 2,
+        "evaluate": 18,  # (simclr, ssw, random) x (finetune at 2 fractions + linear at 1) x 2 seeds
+        "collect_evaluation": 1, "report_data": 1, "report_pretraining": 1, "report_appearance": 1,
+        "report_evaluation": 1, "report_index": 1, "dvc_track": 1}
+    assert plan.targets == ["reports/index.html", "data.dvc"]
+    job = plan.job("pretrain", {"method": "ssw", "seed": "0"})
+    assert job.output == {"encoder": "results/pretrain/ssw/seed0/encoder.pt",
+                          "metrics": "results/pretrain/ssw/seed0/metrics.json",
+                          "history": "results/pretrain/ssw/seed0/history.csv"}
+    assert job.input == {"manifest": "data/tinyminifrance/manifest.csv",
+                         "images": "data/tinyminifrance/packed/images.npy"}
+    assert job.params["device"] == "auto"
+    # exactly what the job depends on: not the job lists, not another method's parameters
+    assert "methods" not in job.cfg and "seeds" not in job.cfg and list(job.cfg["method_params"]) == ["ssw"]
+    assert job.cfg["crop_size"] == 48  # params/default.yaml
+    assert plan.outputs("pretrain")["encoder"] == "results/pretrain/{method}/seed{seed}/encoder.pt"
+
+
+def test_evaluation_jobs_and_encoders():
+    plan = plan_of({"pretrain": {"methods": ["simclr"], "seeds": [7]},
+                    "evaluate": {"protocols": ["finetune", "linear"], "fractions": [0.01, 1.0], "seeds": [0, 1],
+                                 "baselines": ["random", "supervised"]}})
+    jobs = plan.jobs("evaluate")
+    # finetune: (simclr, random) x 2 fractions x 2 seeds + supervised x 1 x 2; linear: (simclr, random) x 1 x 2
+    assert len(jobs) == 8 + 2 + 4
+    assert {j.params["encoder"] for j in jobs if j.wildcards["method"] == "simclr"} == {
+        "results/pretrain/simclr/seed7/encoder.pt"}
+    assert all(j.input["encoder"] == j.params["encoder"] for j in jobs if j.wildcards["method"] == "simclr")
+    assert all("encoder" not in j.input and j.params["encoder"] == "none"
+               for j in jobs if j.wildcards["method"] in ("random", "supervised"))
+    assert not any(j.wildcards["method"] == "supervised" and j.wildcards["protocol"] == "linear" for j in jobs)
+    first = jobs[0]
+    assert first.output["metrics"] == "results/evaluate/finetune/simclr/frac0.01/seed0/metrics.json"
+    assert first.wildcards == {"protocol": "finetune", "method": "simclr", "fraction": "0.01", "seed": "0"}
+    assert plan.jobs("collect_evaluation")[0].input["metrics"] == [j.output["metrics"] for j in jobs]
+    assert fraction_tag(1.0) == "1" and fraction_tag(0.1) == "0.1"
+
+
+def test_one_rule_for_the_encoder_a_seed_reads():
+    """Evaluation seed i reads pretrain.seeds[i mod n]; the appearance analysis of ssl-<m> reads seed index 0."""
+    plan = plan_of({"pretrain": {"methods": ["simclr"], "seeds": [3, 5]},
+                    "appearance": {"encoders": ["ssl-simclr"]},
+                    "evaluate": {"protocols": ["knn"], "seeds": [0, 1, 2], "baselines": []}})
+    read = [plan.job("evaluate", {"protocol": "knn", "method": "simclr", "fraction": "1", "seed": s}).input["encoder"]
+            for s in ("0", "1", "2")]
+    assert read == [f"results/pretrain/simclr/seed{s}/encoder.pt" for s in (3, 5, 3)]
+    assert plan.job("appearance_encode", {"encoder": "ssl-simclr"}).input["weights"] == read[0]
+
+
+def test_head_protocols_expand_per_dimension():
+    plan = plan_of({"pretrain": {"methods": ["simclr"]},
+                    "evaluate": {"protocols": ["finetune_horospherical", "finetune_euclidean", "linear"],
+                                 "baselines": ["random"], "fractions": [0.01], "seeds": [0]}})
+    protocols = {j.wildcards["protocol"] for j in plan.jobs("evaluate")}
+    assert protocols == {"linear", *(f"finetune_{h}_d{d}" for h in ("horospherical", "euclidean")
+                                      for d in (2, 3, 128))}
+    job = plan.job("evaluate", {"protocol": "finetune_euclidean_d3", "method": "random", "fraction": "0.01",
+                                "seed": "0"})
+    assert set(job.cfg) == {"backbone", "examples", "eval_batch", "finetune", "hyperbolic"}
+    assert "dims" not in job.cfg["hyperbolic"]  # the dimension is in the protocol name
+    assert split_protocol("finetune_euclidean_d128") == ("finetune_euclidean", 128)
+    assert split_protocol("finetune") == ("finetune", None)
+
+
+def test_evaluation_params_per_protocol_and_method():
+    plan = study(evaluate={"protocols": ["linear", "finetune", "knn"], "imagenet_weights": "w.pth",
+                           "baselines": ["random", "imagenet", "berundanet_l1", "oracle"], "seeds": [0]})
+
+    def cfg(protocol, method, fraction="1"):
+        return plan.job("evaluate", {"protocol": protocol, "method": method, "fraction": fraction,
+                                     "seed": "0"}).cfg
+
+    shared = {"backbone", "examples", "eval_batch"}
+    assert set(cfg("linear", "simclr")) == shared | {"linear"}
+    assert set(cfg("knn", "random")) == shared | {"knn"}
+    assert set(cfg("finetune", "simclr")) == shared | {"finetune"}
+    assert set(cfg("finetune", "berundanet_l1")) == shared | {"finetune", "semisup"}
+    assert set(cfg("finetune", "imagenet")) == shared | {"finetune", "imagenet_weights"}
+    assert plan.job("evaluate", {"protocol": "knn", "method": "imagenet", "fraction": "1",
+                                 "seed": "0"}).input["encoder"] == "w.pth"
+    trained = {j.wildcards["method"] for j in plan.jobs("evaluate") if j.wildcards["protocol"] != "finetune"}
+    assert not trained & set(TRAINED_BASELINES)  # from scratch: fine-tuning only
+
+
+def changed_jobs(before: Plan, after: Plan) -> set[str]:
+    """Rules of the jobs whose params differ (what Snakemake re-runs first)."""
+    old = {(j.rule, tuple(sorted(j.wildcards.items()))): j.params for r in before.rules for j in before.jobs(r)}
+    return {j.rule for r in after.rules for j in after.jobs(r)
+            if old.get((j.rule, tuple(sorted(j.wildcards.items())))) != j.params}
+
+
+@pytest.mark.parametrize("change, rules", [
+    ({"report": {"dpi": 72}}, {"appearance_figures", "class_representativeness", "report_data",
+                               "report_appearance", "report_pretraining", "report_evaluation"}),
+    ({"pretrain": {"method_params": {"ssw": {"n_projections": 7}}}}, {"pretrain"}),
+    ({"evaluate": {"linear": {"steps": 7}}}, {"evaluate"}),
+    ({"appearance": {"tsne": {"perplexity": 5}}}, {"appearance_embed"}),
+    ({"appearance": {"svm": {"nu": 0.2}}}, {"appearance_score"}),
+    ({"subsample": {"seed": 3}}, {"subsample"}),
+    ({"data": {"synthetic": {"seed": 3}}}, {"generate"}),
+    ({"device": "cpu"}, {"appearance_encode", "pretrain", "evaluate"}),
+    ({"tracking": {"experiment": "other"}}, set()),
+])
+def test_a_change_changes_exactly_the_params_of_what_depends_on_it(change, rules):
+    assert changed_jobs(plan_of(), plan_of(change)) == rules
+
+
+def test_a_method_param_changes_only_that_methods_jobs():
+    before, after = plan_of(), plan_of({"pretrain": {"method_params": {"ssw": {"n_projections": 7}}}})
+    differ = [j.wildcards for j in after.jobs("pretrain")
+              if before.job("pretrain", j.wildcards).params != j.params]
+    assert differ == [{"method": "ssw", "seed": "0"}]
+    evaluations = [j for j in after.jobs("evaluate") if before.job("evaluate", j.wildcards).params != j.params]
+    assert evaluations == []  # they re-run because their encoder changes, not their params
+
+
+def test_report_index_params_are_words_not_shell_text():
+    job = plan_of().jobs("report_index")[0]
+    pages = job.params["pages"]
+    assert pages[:4] == ["--page", "Data and tinyMiniFrance", "reports/notebooks/data.html",
+                         "tiles, sub-tiles and class shares vs Tables 2.4–2.6"]
+    assert job.params["summaries"] == ["--appearance-summary", "results/appearance/random-resnet34/summary.json"]
+    assert job.input["pages"] == [f"reports/notebooks/{n}.html" for n in paths.NOTEBOOKS]
+    nb = json.loads(plan_of().jobs("report_pretraining")[0].params["nb"])
+    assert nb == {"source": "synthetic", "dpi": 110, "runs": {"simclr/seed0": "results/pretrain/simclr/seed0",
+                                                              "ssw/seed0": "results/pretrain/ssw/seed0"}}
+
+
+def test_real_source_fetches_and_dvc_can_be_off():
+    plan = study(data={"source": "dfc2022", "url": "/data/dfc"}, tracking={"dvc": False})
+    assert counts(plan)["fetch"] == 1 and "generate" not in counts(plan)
+    fetch = plan.jobs("fetch")[0]
+    assert fetch.wildcards == {"source": "dfc2022"} and fetch.output == {"raw": "data/raw/dfc2022"}
+    assert fetch.cfg == {"source": "dfc2022", "url": "/data/dfc",
+                         "extract": {"max_gb": 2000, "max_members": 1_000_000}}
+    assert plan.job("index_tiles").input == {"raw": "data/raw/dfc2022"}
+    assert plan.targets == ["reports/index.html"] and not plan.jobs("dvc_track")
+
+
+def test_overlay_adds_jobs_and_a_figure(tmp_path):
+    (tmp_path / "vaihingen.tif").write_bytes(b"")
+    plan = plan_of({"appearance": {"overlay_dir": str(tmp_path)}})
+    assert counts(plan)["appearance_overlay"] == 1
+    figures = plan.job("appearance_figures", {"encoder": "random-resnet34"})
+    assert figures.input["overlay"] == "results/appearance/random-resnet34/overlay.npz"
+    assert "overlay" in figures.output
+
+
+def test_a_job_outside_the_plan_is_named():
+    with pytest.raises(ValueError, match=r"rule pretrain with \{'method': 'byol', 'seed': '0'\}: not a job"):
+        plan_of().job("pretrain", {"method": "byol", "seed": "0"})
+
+
+def test_names_agree_with_the_schema_and_the_commands():
+    from tmf.appearance.figures import APPEARANCE_FIGURES
+
+    ev = config.schema()["properties"]["evaluate"]["properties"]
+    assert tuple(ev["protocols"]["items"]["enum"]) == PROTOCOLS
+    assert tuple(ev["baselines"]["items"]["enum"]) == BASELINES
+    assert paths.APPEARANCE_FIGURES == APPEARANCE_FIGURES
+
+
+def test_plan_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, tmf.plan, tmf.config; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---- what a configuration overlays
+def test_the_embedded_default_is_the_base_unless_base_is_study():
+    embedded = yaml.safe_load(EMBEDDED.read_text())
+    assert workflow_config({}, EMBEDDED)["pretrain"]["steps"] == embedded["pretrain"]["steps"] == 100
+    over = workflow_config({"pretrain": {"steps": 7}}, EMBEDDED)
+    assert over["pretrain"]["steps"] == 7 and over["pretrain"]["crop_size"] == embedded["pretrain"]["crop_size"]
+    real = workflow_config({"base": "study"}, EMBEDDED)
+    assert real == {**config.validate({"base": "study"}), "pretrain": real["pretrain"]}
+    assert real["pretrain"]["methods"] == ["simclr"] and real["pretrain"]["crop_size"] == 224
+    assert config.schema()["properties"]["base"]["default"] == "embedded"
+    with pytest.raises(ParamsError, match="base"):
+        workflow_config({"base": "laptop"}, EMBEDDED)
+
+
+def test_all_methods_are_expanded_and_unknown_ones_named():
+    assert workflow_config({"pretrain": {"methods": ["all"]}}, EMBEDDED)["pretrain"]["methods"] == config.method_names()
+    with pytest.raises(ParamsError, match=r"pretrain\.methods: unknown method 'simclrr' \(did you mean 'simclr'\?\)"):
+        workflow_config({"pretrain": {"methods": ["simclrr"]}}, EMBEDDED)
+
+
+def test_misspelt_choices_and_keys_get_a_suggestion():
+    with pytest.raises(ParamsError, match=r"evaluate\.protocols\.0: 'lineer' is not one of .*did you mean 'linear'"):
+        config.validate({"evaluate": {"protocols": ["lineer"]}})
+    with pytest.raises(ParamsError, match=r"'subsampel' \(did you mean 'subsample'\?\)"):
+        config.validate({"subsampel": {}})
+    assert config.did_you_mean("zzzz", ["simclr"]) == ""
+
+
+# ---- checks before any job (tests/test_workflow_params.py runs each through `snakemake -n`)
+BAD = [
+    ({"appearance": {"encoders": ["ssl-bogus"]}}, r"appearance\.encoders: unknown encoder 'ssl-bogus'"),
+    ({"appearance": {"encoders": ["ssl-simclrr"]}}, r"did you mean 'ssl-simclr'"),
+    ({"appearance": {"encoders": ["ssl-byol"]}}, r"pretrained by 'byol', but pretrain\.methods"),
+    ({"appearance": {"encoders": ["random-resnet99"]}}, r"appearance\.encoders: unknown encoder 'random-resnet99'"),
+    ({"appearance": {"feature_layer": "stage5"}}, r"appearance\.feature_layer = stage5"),
+    ({"appearance": {"overlay_dir": "no/such/folder"}}, r"appearance\.overlay_dir"),
+    ({"pretrain": {"methods": ["simclrr"]}}, r"pretrain\.methods: unknown method 'simclrr'"),
+    ({"pretrain": {"crop_size": 80}}, r"pretrain\.crop_size = 80 px exceeds .* subsample\.size = 64"),
+    ({"pretrain": {"ddp": True, "nproc": 3}}, r"pretrain\.batch_size = 32 is not divisible by pretrain\.nproc"),
+    ({"pretrain": {"methods": ["hydes"], "method_params": {"hydes": {"n_global": 1, "n_local": 0}}}},
+     r"pretrain\.method_params\.hydes"),
+    ({"evaluate": {"protocols": ["lineer"]}}, r"evaluate\.protocols\.0: .*did you mean 'linear'"),
+    ({"evaluate": {"baselines": ["randon"]}}, r"evaluate\.baselines\.0: .*did you mean 'random'"),
+    ({"evaluate": {"baselines": ["imagenet"]}}, r"evaluate\.imagenet_weights is empty"),
+    ({"evaluate": {"backbone": "resnet34"}}, r"evaluate\.backbone = resnet34 differs from pretrain\.backbone"),
+    ({"subsample": {"size": 600}}, r"subsample\.size = 600 px exceeds .*data\.synthetic\.tile_size = 512"),
+    ({"subsample": {"n_subtiles": 20}}, r"subsample\.n_subtiles = 20 is less than the 107 tiles"),
+    ({"subsample": {"n_subtiles": 100000}}, r"subsample\.n_subtiles = 100000 asks"),
+    ({"data": {"source": "minifrance"}}, r"data\.url is empty"),
+]
+
+
+@pytest.mark.parametrize("given, message", BAD, ids=[m.split(r"\.")[0] + str(i) for i, (_, m) in enumerate(BAD)])
+def test_bad_configuration_is_refused_naming_the_parameter(given, message):
+    with pytest.raises(ParamsError, match=message):
+        plan_of(given)
+
+
+def test_good_neighbours_of_the_bad_configurations_pass(tmp_path):
+    (tmp_path / "x.tif").write_bytes(b"")
+    plan_of({"appearance": {"encoders": ["ssl-ssw", "imagenet-vgg16"], "feature_layer": "stage4",
+                            "overlay_dir": str(tmp_path)}})
+    plan_of({"appearance": {"encoders": ["imagenet-vgg16"], "feature_layer": "stage5"}})
+    plan_of({"pretrain": {"crop_size": 64, "ddp": True, "nproc": 4}})
+    plan_of({"pretrain": {"methods": ["hydes"], "method_params": {"hydes": {"n_global": 1, "n_local": 1}}}})
+    plan_of({"subsample": {"size": 512, "n_subtiles": 107}, "pretrain": {"crop_size": 48}})
+    plan_of({"evaluate": {"baselines": ["imagenet"], "imagenet_weights": "w.pth"}})
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["pretrain", "--method", "simclrr", "--seed", "0", "--manifest", "m", "--packed", "p", "--out", "o"],
+     "--method: unknown method 'simclrr' (did you mean 'simclr'?)"),
+    (["evaluate", "--protocol", "lineer", "--method", "random", "--fraction", "1", "--seed", "0", "--out", "o"],
+     "--protocol: unknown protocol 'lineer' (did you mean 'linear'?)"),
+    (["evaluate", "--protocol", "finetune_euclidean_d3", "--method", "superviced", "--fraction", "1", "--seed", "0",
+      "--out", "o"], "--method: unknown method 'superviced' (did you mean 'supervised'?)"),
+])
+def test_cli_names_the_closest_method_or_protocol(argv, hint, capsys):
+    from tmf.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert hint in err and len(err.strip().splitlines()) == 1, err
