@@ -15,7 +15,6 @@ from tmf.data.minifrance import CLASSES, SCORED_IDS, tree_distance_matrix
 from tmf.models.hyperbolic import (
     EuclideanHead,
     HorosphericalHead,
-    average_hierarchical_cost,
     busemann,
     gromov_wasserstein_assignment,
     horosphere_radius,
@@ -398,22 +397,6 @@ def test_prototype_bad_input_is_refused():
         smart_prototypes(TREE, 3, method="hungarian")
     with pytest.raises(ValueError, match="prototypes must be one of"):
         make_prototypes("spread", 5, 3)
-
-
-# ---------------------------------------------------------------- hierarchical cost
-
-
-def test_average_hierarchical_cost_by_hand():
-    d = SMALL_TREE
-    y_true = np.array([0, 0, 1, 2, 3, 4, 4])
-    y_pred = np.array([0, 1, 1, 4, 0, 4, 3])  # costs 0, 2, 0, 2, 4, 0, 2 → 10/7
-    conf = np.zeros((5, 5))
-    np.add.at(conf, (y_true, y_pred), 1)
-    assert average_hierarchical_cost(conf, d) == pytest.approx(10 / 7)
-    assert average_hierarchical_cost(np.diag([3, 1, 0, 2, 5]), d) == 0.0
-    assert np.isnan(average_hierarchical_cost(np.zeros((5, 5)), d))
-    with pytest.raises(ValueError, match="same shape"):
-        average_hierarchical_cost(np.zeros((4, 4)), d)
 
 
 # ---------------------------------------------------------------- training on a tiny segmentation problem
