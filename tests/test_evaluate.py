@@ -26,7 +26,8 @@ from tmf.evaluate.data import (
 from tmf.evaluate.engine import load_encoder
 from tmf.evaluate.losses import l1_reconstruction, relaxed_kmeans_loss
 from tmf.evaluate.plan import evaluation_jobs, fraction_tag
-from tmf.evaluate.run import aggregate_table, collect, run_job, summary_table
+from tmf.evaluate.run import run_job
+from tmf.evaluate.summary import aggregate_table, collect, summary_table
 from tmf.models.decoder import SegmentationModel
 from tmf.models.resnet import resnet18
 
