@@ -33,7 +33,6 @@ from tmf.evaluate.engine import (
     N_SCORED,
     TrainPool,
     example_rows,
-    lr_factor,
     masked_cross_entropy,
     predict_dense,
     score_cities,
@@ -41,6 +40,7 @@ from tmf.evaluate.engine import (
 )
 from tmf.evaluate.losses import l1_reconstruction, relaxed_kmeans_loss
 from tmf.models.decoder import SegmentationModel
+from tmf.schedule import lr_at
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def train_segmentation(model: SegmentationModel, pool: TrainPool, cfg: dict, dev
     t0 = time.perf_counter()
     for step in range(steps):
         frozen = step < freeze_steps
-        f = lr_factor(step, steps, warmup)
+        f = lr_at(step, steps, 1.0, warmup)
         for g in opt.param_groups:
             g["lr"] = g["base_lr"] * f * (0.0 if (frozen and g["name"] == "encoder") else 1.0)
         model.backbone.train(not frozen)
