@@ -118,7 +118,7 @@ def train_segmentation(model: SegmentationModel, pool: TrainPool, cfg: dict, dev
             dec = model.decoder(feats, x.shape[-2:])
             loss = masked_cross_entropy(model.head(dec), y)
             if aux is not None:
-                u8, _ = unlabeled.sample(int(cfg.get("unlabeled_batch", batch)), gen)
+                u8, _ = unlabeled.sample(int(cfg["unlabeled_batch"]), gen)
                 u = to_input(u8, device)
                 with torch.set_grad_enabled(not frozen):
                     ufeats = model.backbone.feature_maps(u)
