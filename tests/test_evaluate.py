@@ -191,6 +191,41 @@ def test_segmentation_model_shapes_and_heads():
         SegmentationModel(torch.nn.Linear(2, 2))
 
 
+def test_heads_share_the_optimiser_of_the_network_and_only_prototypes_are_riemannian():
+    """finetune_horospherical vs finetune_euclidean (and finetune) compare heads, so everything but the prototypes
+    must be trained alike: the same AdamW, the same groups and settings; Riemannian Adam only on the sphere."""
+    import geoopt
+
+    from tmf.evaluate.finetune import build_head, build_optimizers
+
+    cfg = tiny_cfg()
+    cfg = {**cfg, "hyperbolic": {**cfg["hyperbolic"], "dim": 3}}
+    setups = {}
+    for head in ("horospherical", "euclidean", "conv"):
+        torch.manual_seed(0)
+        model = SegmentationModel(resnet18(), 14, head=build_head(head, cfg, 0), decoder_channels=(16, 16, 8, 8, 8))
+        opts = build_optimizers(model, lr=1e-3, encoder_lr_scale=0.1, weight_decay=1e-4)
+        names = {id(p): n for n, p in model.named_parameters()}
+        assert type(opts[0]) is torch.optim.AdamW
+        groups = [{k: v for k, v in g.items() if k != "params"} | {"params": sorted(names[id(p)] for p in g["params"])}
+                  for g in opts[0].param_groups]
+        setups[head] = groups
+        sphere = [p for o in opts[1:] for g in o.param_groups for p in g["params"]]
+        if head == "horospherical":
+            assert len(opts) == 2 and isinstance(opts[1], geoopt.optim.RiemannianAdam)
+            assert sphere == [model.head.prototypes]
+            assert opts[1].param_groups[0]["weight_decay"] == 0.0 and opts[1].param_groups[0]["lr"] == 1e-3
+        else:
+            assert len(opts) == 1
+        trained = {n for g in groups for n in g["params"]} | {names[id(p)] for p in sphere}
+        assert trained == set(names.values())  # every parameter is trained
+        assert sum(len(g["params"]) for g in groups) + len(sphere) == len(names)  # each once
+    for head in ("euclidean", "conv"):
+        for ga, gb in zip(setups["horospherical"], setups[head], strict=True):
+            same = ga if ga["name"] != "head" else {**ga, "params": None}
+            assert same == (gb if gb["name"] != "head" else {**gb, "params": None})
+
+
 # ---------------------------------------------------------------- jobs
 def _run(tiny, tmp_path, protocol, method, fraction=1.0, seed=0, encoder=None, name=None, **over):
     out = tmp_path / (name or f"{protocol}_{method}_{fraction}_{seed}")

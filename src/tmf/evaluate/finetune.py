@@ -14,8 +14,9 @@ One recipe, several starting points and label pools (docs/evaluation.md):
   L1 reconstruction of the image (eq. 3.6) or the relaxed k-means loss (eqs. 3.8–3.11).
 
 The label fraction selects a seeded, nested subset of the label pool (``tmf.evaluate.data.nested_fraction``).
-Optimiser AdamW (RiemannianAdam from geoopt when the head has manifold parameters: the horospherical head of
-seed 000 ch. 5), linear warm-up + cosine decay; bf16 autocast + channels_last on CUDA; float32 on the CPU.
+Optimiser AdamW for every head (plus Riemannian Adam from geoopt for the prototypes of the horospherical head of
+seed 000 ch. 5, and for nothing else), linear warm-up + cosine decay; bf16 autocast + channels_last on CUDA;
+float32 on the CPU.
 """
 
 from __future__ import annotations
@@ -62,30 +63,22 @@ def build_head(kind: str, cfg: dict, seed: int):
     return lambda c: make_head("euclidean", c, N_SCORED, h["dim"])
 
 
-def _optimizer(model: SegmentationModel, lr: float, enc_scale: float, weight_decay: float):
+def build_optimizers(model: SegmentationModel, lr: float, encoder_lr_scale: float,
+                     weight_decay: float) -> list[torch.optim.Optimizer]:
+    """AdamW over the encoder (``lr × encoder_lr_scale``), decoder and head (``lr``) groups, the same for every head,
+    plus Riemannian Adam over the horospherical head's prototypes (``tmf.models.hyperbolic.optim``). Each group
+    keeps its ``base_lr`` for the schedule."""
+    from tmf.models.hyperbolic.optim import make_optimizers
+
     parts = model.parameter_groups()
-    try:
-        import geoopt
-        is_manifold = lambda p: isinstance(p, geoopt.ManifoldParameter)  # noqa: E731
-    except ImportError:  # geoopt absent: no manifold parameters either
-        geoopt = None
-        is_manifold = lambda p: False  # noqa: E731
-    groups = [
-        {"name": "encoder", "params": parts["encoder"], "base_lr": lr * enc_scale, "weight_decay": weight_decay},
-        {"name": "decoder", "params": parts["decoder"], "base_lr": lr, "weight_decay": weight_decay},
-        {"name": "head", "params": [p for p in parts["head"] if not is_manifold(p)], "base_lr": lr,
-         "weight_decay": weight_decay},
-    ]
-    manifold = [p for p in parts["head"] if is_manifold(p)]
-    if manifold:
-        groups.append({"name": "prototypes", "params": manifold, "base_lr": lr, "weight_decay": 0.0})
-        for g in groups:
-            g["lr"] = g["base_lr"]
-        # L2 on the Euclidean groups (Adam-style), none on the sphere: seed 000 §5.1 trains with RiemannianAdam.
-        return geoopt.optim.RiemannianAdam(groups, lr=lr), True
-    for g in groups:
-        g["lr"] = g["base_lr"]
-    return torch.optim.AdamW(groups, lr=lr), False
+    groups = [{"name": "encoder", "params": parts["encoder"], "lr": lr * encoder_lr_scale, "weight_decay": weight_decay},
+              {"name": "decoder", "params": parts["decoder"], "lr": lr, "weight_decay": weight_decay},
+              {"name": "head", "params": parts["head"], "lr": lr, "weight_decay": weight_decay}]
+    opts = make_optimizers(groups, lr, weight_decay)
+    for opt in opts:
+        for g in opt.param_groups:
+            g["base_lr"] = g["lr"]
+    return opts
 
 
 def train_segmentation(model: SegmentationModel, pool: TrainPool, cfg: dict, device: torch.device,
@@ -97,7 +90,8 @@ def train_segmentation(model: SegmentationModel, pool: TrainPool, cfg: dict, dev
     Returns ``{"steps", "seconds", "images_per_s", "final_loss", "history": [[step, loss], ...]}``.
     """
     steps, batch = int(cfg["steps"]), int(cfg["batch"])
-    opt, _ = _optimizer(model, float(cfg["lr"]), encoder_lr_scale, float(cfg["weight_decay"]))
+    opts = build_optimizers(model, float(cfg["lr"]), encoder_lr_scale, float(cfg["weight_decay"]))
+    groups = [g for opt in opts for g in opt.param_groups]
     warmup = int(round(float(cfg["warmup_frac"]) * steps))
     model.to(device=device, memory_format=memory_format(device))
     model.train()
@@ -107,7 +101,7 @@ def train_segmentation(model: SegmentationModel, pool: TrainPool, cfg: dict, dev
     for step in range(steps):
         frozen = step < freeze_steps
         f = lr_at(step, steps, 1.0, warmup)
-        for g in opt.param_groups:
+        for g in groups:
             g["lr"] = g["base_lr"] * f * (0.0 if (frozen and g["name"] == "encoder") else 1.0)
         model.backbone.train(not frozen)
         x8, y = pool.sample(batch, gen)
@@ -129,9 +123,11 @@ def train_segmentation(model: SegmentationModel, pool: TrainPool, cfg: dict, dev
                 else:
                     lu = relaxed_kmeans_loss(torch.softmax(out, 1), u01, 1.0, kmeans_alpha_reg)
                 loss = loss + aux_weight * lu
-        opt.zero_grad(set_to_none=True)
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        for opt in opts:
+            opt.step()
         n_images += batch
         if log_every and (step % log_every == 0 or step == steps - 1):
             lv = float(loss.detach())
