@@ -297,6 +297,22 @@ def test_linear_without_cache_and_horospherical(tiny, tmp_path):
         _run(tiny, tmp_path, "finetune_euclidean", "random")
 
 
+@pytest.mark.parametrize("head", ["euclidean", "horospherical"])
+def test_head_of_dimension_d_sits_on_at_least_d_decoder_channels(tiny, tmp_path, head):
+    """A d = 128 head on 8 decoder channels would be a 1x1 conv of rank <= 8 (+ bias): not a 128-d embedding.
+    The head protocols widen the last decoder step to d; smaller d keep the configured decoder."""
+    from tmf.evaluate.finetune import build_head, decoder_widths
+
+    m, _ = _run(tiny, tmp_path, f"finetune_{head}_d128", "random", hyperbolic={"prototypes": "random"})
+    assert m["recipe"]["decoder_channels"] == [16, 16, 8, 8, 128]
+    m, _ = _run(tiny, tmp_path, f"finetune_{head}_d2", "random", hyperbolic={"prototypes": "random"})
+    assert m["recipe"]["decoder_channels"] == [16, 16, 8, 8, 8]
+    cfg = tiny_cfg(hyperbolic={"prototypes": "random"})
+    cfg = {**cfg, "hyperbolic": {**cfg["hyperbolic"], "dim": 128}}
+    model = SegmentationModel(resnet18(), 14, head=build_head(head, cfg, 0), decoder_channels=decoder_widths(cfg, head))
+    assert torch.linalg.matrix_rank(model.head.embed.weight.detach().flatten(1)) == 128
+
+
 def test_plan_expands_head_dimensions():
     from tmf.config import validate
     from tmf.evaluate.plan import evaluation_jobs, split_protocol

@@ -63,6 +63,17 @@ def build_head(kind: str, cfg: dict, seed: int):
     return lambda c: make_head("euclidean", c, N_SCORED, h["dim"])
 
 
+def decoder_widths(cfg: dict, head: str) -> tuple[int, ...]:
+    """``finetune.decoder_channels``, with the last width raised to the head's dimension d for the horospherical and
+    Euclidean heads: their embedding ``u = conv1x1(features) ∈ R^d`` has rank ≤ the number of decoder channels, so
+    a d = 128 head on 16 channels (the default decoder) would compare 16-d embeddings, not 128-d ones (seed 000
+    Table 5.3). Smaller d keep the configured decoder; both heads at one d always share the same decoder."""
+    widths = [int(c) for c in cfg["finetune"]["decoder_channels"]]
+    if head != "conv":
+        widths[-1] = max(widths[-1], int(cfg["hyperbolic"]["dim"]))
+    return tuple(widths)
+
+
 def build_optimizers(model: SegmentationModel, lr: float, encoder_lr_scale: float,
                      weight_decay: float) -> list[torch.optim.Optimizer]:
     """AdamW over the encoder (``lr × encoder_lr_scale``), decoder and head (``lr``) groups, the same for every head,
@@ -159,8 +170,9 @@ def run_finetune(packed: Packed, backbone: nn.Module, method: str, fraction: flo
     torch.manual_seed(int(seed))  # decoder / head initialisation
     semi = cfg["semisup"]
     aux_channels = {"l1": 3, "kmeans": int(semi["kmeans_k"])}.get(aux, 0)
-    model = SegmentationModel(backbone, N_SCORED, head=build_head(head, cfg, seed),
-                              decoder_channels=tuple(ft["decoder_channels"]), aux_channels=aux_channels)
+    widths = decoder_widths(cfg, head)
+    model = SegmentationModel(backbone, N_SCORED, head=build_head(head, cfg, seed), decoder_channels=widths,
+                              aux_channels=aux_channels)
     pool = TrainPool(packed.images[train_rows], packed.labels[train_rows], device, ft["crop"], ft["augment"])
     unl = None
     if aux is not None:
@@ -180,7 +192,7 @@ def run_finetune(packed: Packed, backbone: nn.Module, method: str, fraction: flo
     out.update({
         "n_train": int(len(train_rows)), "n_pool": int(len(pool_rows)), "n_test": int(len(test_rows)),
         "n_unlabeled": int(unl.n) if unl is not None else 0, "level": "pixel", "head": head,
-        "recipe": {"encoder_lr_scale": enc_scale, "freeze_steps": freeze,
+        "recipe": {"encoder_lr_scale": enc_scale, "freeze_steps": freeze, "decoder_channels": list(widths),
                    "aux": aux, "aux_weight": (float(semi["lambda_l1"] if aux == "l1" else semi["lambda_kmeans"])
                                               if aux else 0.0)},
         "train": {k: v for k, v in train.items()},
