@@ -313,6 +313,15 @@ def test_head_of_dimension_d_sits_on_at_least_d_decoder_channels(tiny, tmp_path,
     assert torch.linalg.matrix_rank(model.head.embed.weight.detach().flatten(1)) == 128
 
 
+def test_phi_lambda_is_no_evaluation_parameter():
+    """φ·log(1 − ‖x‖²) adds the same amount to every class's logit, so λ changes no probability, gradient,
+    prediction or score (tests/test_hyperbolic.py::test_phi_term_cancels_in_the_softmax): the pipeline must not
+    offer it as something to vary, and a config that sets it is refused by name."""
+    with pytest.raises(ParamsError, match="phi_lambda"):
+        validate({"evaluate": {"hyperbolic": {"phi_lambda": 0.5}}})
+    assert "phi_lambda" not in validate({})["evaluate"]["hyperbolic"]
+
+
 def test_plan_expands_head_dimensions():
     from tmf.config import validate
     from tmf.evaluate.plan import evaluation_jobs, split_protocol

@@ -57,9 +57,8 @@ def build_head(kind: str, cfg: dict, seed: int):
     from tmf.models.hyperbolic import make_head
 
     h = cfg["hyperbolic"]
-    if kind == "horospherical":
-        return lambda c: make_head("horospherical", c, N_SCORED, h["dim"], prototypes=h["prototypes"],
-                                   phi_lambda=h["phi_lambda"], seed=seed)
+    if kind == "horospherical":  # φ keeps the head's λ = 0.5 (seed 000 §5.3.3): it cancels in the softmax
+        return lambda c: make_head("horospherical", c, N_SCORED, h["dim"], prototypes=h["prototypes"], seed=seed)
     return lambda c: make_head("euclidean", c, N_SCORED, h["dim"])
 
 

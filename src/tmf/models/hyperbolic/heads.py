@@ -36,7 +36,9 @@ class HorosphericalHead(nn.Module):
         n_classes: number of classes K (14 scored MiniFrance classes).
         dim: dimension d of the Poincaré ball (2, 3, 128 in seed 000 Table 5.3).
         prototypes: ``"smart"`` (default), ``"uniform"``, ``"random"``, or a (K, d) array of unit vectors.
-        phi_lambda: λ in ``φ = λ·d`` (0.5 for image segmentation in seed 000 §5.3.3).
+        phi_lambda: λ in ``φ = λ·d`` (0.5 for image segmentation in seed 000 §5.3.3). The φ term is the same
+            for every class, so it cancels in the softmax: it changes the logits' values, never the probabilities,
+            the cross-entropy or its gradients (tested).
         tree_distance: (K, K) label-tree path lengths for ``smart`` (default: the UrbanAtlas tree if K = 14).
         seed: seed of the prototype initialisation (the conv weights follow torch's global RNG).
         learn_prototypes: train the prototypes with Riemannian Adam (seed 000 §5.1, default) or keep them
