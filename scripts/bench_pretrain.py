@@ -33,9 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from tmf import device as devmod  # noqa: E402
 from tmf.models.resnet import build_backbone  # noqa: E402
+from tmf.schedule import lr_at  # noqa: E402
 from tmf.ssl.augment import AugmentConfig, crop_size_for, make_views  # noqa: E402
 from tmf.ssl.feed import PackedFeed  # noqa: E402
-from tmf.ssl.optim import build_optimizer, lr_at  # noqa: E402
+from tmf.ssl.optim import build_optimizer  # noqa: E402
 from tmf.ssl.train import build_method, pretrain, view_dtype_for  # noqa: E402
 
 

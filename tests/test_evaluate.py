@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tmf.cli import main
-from tmf.config import validate
+from tmf.config import ParamsError, validate
 from tmf.data.minifrance import CITIES, IGNORE_INDEX, SCORED_IDS, cities_in
 from tmf.evaluate.data import (
     dominant_class,
@@ -25,7 +25,8 @@ from tmf.evaluate.data import (
 )
 from tmf.evaluate.engine import load_encoder
 from tmf.evaluate.losses import l1_reconstruction, relaxed_kmeans_loss
-from tmf.evaluate.run import aggregate_table, collect, run_job, summary_table
+from tmf.evaluate.run import run_job
+from tmf.evaluate.summary import aggregate_table, collect, summary_table
 from tmf.models.decoder import SegmentationModel
 from tmf.models.resnet import resnet18
 
@@ -189,6 +190,41 @@ def test_segmentation_model_shapes_and_heads():
         SegmentationModel(torch.nn.Linear(2, 2))
 
 
+def test_heads_share_the_optimiser_of_the_network_and_only_prototypes_are_riemannian():
+    """finetune_horospherical vs finetune_euclidean (and finetune) compare heads, so everything but the prototypes
+    must be trained alike: the same AdamW, the same groups and settings; Riemannian Adam only on the sphere."""
+    import geoopt
+
+    from tmf.evaluate.finetune import build_head, build_optimizers
+
+    cfg = tiny_cfg()
+    cfg = {**cfg, "hyperbolic": {**cfg["hyperbolic"], "dim": 3}}
+    setups = {}
+    for head in ("horospherical", "euclidean", "conv"):
+        torch.manual_seed(0)
+        model = SegmentationModel(resnet18(), 14, head=build_head(head, cfg, 0), decoder_channels=(16, 16, 8, 8, 8))
+        opts = build_optimizers(model, lr=1e-3, encoder_lr_scale=0.1, weight_decay=1e-4)
+        names = {id(p): n for n, p in model.named_parameters()}
+        assert type(opts[0]) is torch.optim.AdamW
+        groups = [{k: v for k, v in g.items() if k != "params"} | {"params": sorted(names[id(p)] for p in g["params"])}
+                  for g in opts[0].param_groups]
+        setups[head] = groups
+        sphere = [p for o in opts[1:] for g in o.param_groups for p in g["params"]]
+        if head == "horospherical":
+            assert len(opts) == 2 and isinstance(opts[1], geoopt.optim.RiemannianAdam)
+            assert sphere == [model.head.prototypes]
+            assert opts[1].param_groups[0]["weight_decay"] == 0.0 and opts[1].param_groups[0]["lr"] == 1e-3
+        else:
+            assert len(opts) == 1
+        trained = {n for g in groups for n in g["params"]} | {names[id(p)] for p in sphere}
+        assert trained == set(names.values())  # every parameter is trained
+        assert sum(len(g["params"]) for g in groups) + len(sphere) == len(names)  # each once
+    for head in ("euclidean", "conv"):
+        for ga, gb in zip(setups["horospherical"], setups[head], strict=True):
+            same = ga if ga["name"] != "head" else {**ga, "params": None}
+            assert same == (gb if gb["name"] != "head" else {**gb, "params": None})
+
+
 # ---------------------------------------------------------------- jobs
 def _run(tiny, tmp_path, protocol, method, fraction=1.0, seed=0, encoder=None, name=None, **over):
     out = tmp_path / (name or f"{protocol}_{method}_{fraction}_{seed}")
@@ -258,6 +294,31 @@ def test_linear_without_cache_and_horospherical(tiny, tmp_path):
     assert m["protocol"] == "finetune_horospherical_d2"
     with pytest.raises(ValueError, match="dimension suffix"):
         _run(tiny, tmp_path, "finetune_euclidean", "random")
+
+
+@pytest.mark.parametrize("head", ["euclidean", "horospherical"])
+def test_head_of_dimension_d_sits_on_at_least_d_decoder_channels(tiny, tmp_path, head):
+    """A d = 128 head on 8 decoder channels would be a 1x1 conv of rank <= 8 (+ bias): not a 128-d embedding.
+    The head protocols widen the last decoder step to d; smaller d keep the configured decoder."""
+    from tmf.evaluate.finetune import build_head, decoder_widths
+
+    m, _ = _run(tiny, tmp_path, f"finetune_{head}_d128", "random", hyperbolic={"prototypes": "random"})
+    assert m["recipe"]["decoder_channels"] == [16, 16, 8, 8, 128]
+    m, _ = _run(tiny, tmp_path, f"finetune_{head}_d2", "random", hyperbolic={"prototypes": "random"})
+    assert m["recipe"]["decoder_channels"] == [16, 16, 8, 8, 8]
+    cfg = tiny_cfg(hyperbolic={"prototypes": "random"})
+    cfg = {**cfg, "hyperbolic": {**cfg["hyperbolic"], "dim": 128}}
+    model = SegmentationModel(resnet18(), 14, head=build_head(head, cfg, 0), decoder_channels=decoder_widths(cfg, head))
+    assert torch.linalg.matrix_rank(model.head.embed.weight.detach().flatten(1)) == 128
+
+
+def test_phi_lambda_is_no_evaluation_parameter():
+    """φ·log(1 − ‖x‖²) adds the same amount to every class's logit, so λ changes no probability, gradient,
+    prediction or score (tests/test_hyperbolic.py::test_phi_term_cancels_in_the_softmax): the pipeline must not
+    offer it as something to vary, and a config that sets it is refused by name."""
+    with pytest.raises(ParamsError, match="phi_lambda"):
+        validate({"evaluate": {"hyperbolic": {"phi_lambda": 0.5}}})
+    assert "phi_lambda" not in validate({})["evaluate"]["hyperbolic"]
 
 
 def test_encoder_file_roundtrip_and_errors(tiny, tmp_path):

@@ -222,6 +222,49 @@ def test_unbalanced_plan_is_finite_and_loses_mass_on_dissimilar_patches():
     assert not torch.allclose(plans, balanced)
 
 
+def _half_related(p=16, d=128, noise=0.25, seed=0):
+    """Views whose first p/2 patches are near copies across the views (cosine ≈ 0.97) and whose other patches
+    match nothing (random directions: cosine ≈ 0 ± 0.1): the case of seed 000 Fig. 3.6."""
+    g = torch.Generator().manual_seed(seed)
+    unit = lambda x: torch.nn.functional.normalize(x, dim=-1)  # noqa: E731
+    f_a = unit(torch.randn(1, p, d, generator=g, dtype=torch.float64))
+    f_b = unit(torch.randn(1, p, d, generator=g, dtype=torch.float64))
+    f_b[:, : p // 2] = unit(f_a[:, : p // 2] + noise * unit(torch.randn(1, p // 2, d, generator=g, dtype=torch.float64)))
+    return f_a, f_b
+
+
+def test_unbalanced_plan_is_pot_on_the_non_negative_cost():
+    f_a, f_b = _half_related()
+    a, b = _unit(f_a[0].numpy()), _unit(f_b[0].numpy())
+    marg = np.full(16, 1 / 16)
+    for eps, reg_m in ((0.01, 0.3), (0.1, 0.1), (10.0, 0.05)):
+        got = match_plans(f_a, f_b, "unbalanced", eps=eps, reg_m=reg_m)[0].numpy()
+        ref = ot.unbalanced.sinkhorn_unbalanced(marg, marg, 1.0 - a @ b.T, reg=eps, reg_m=reg_m)
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-12)
+        # a non-negative cost never creates mass (with C = -sim the plan held 5.5 at eps = reg_m = 0.1)
+        assert got.sum() <= 1.0 + 1e-9
+
+
+def test_unbalanced_defaults_drop_unrelated_patches_and_keep_matched_ones():
+    """The point of unbalanced matching (seed 000 §3.3.2, Fig. 3.6): with the pipeline's defaults, the rows of
+    patches without a counterpart lose most of their mass, matched rows keep theirs; DenseCL's argmax (and the
+    old defaults, eps = 10 on C = -sim: row masses 0.995-1.006) give every row the same weight."""
+    from tmf.config import validate
+
+    cfg = validate({})["pretrain"]["method_params"]["dense_ot_unbalanced"]
+    f_a, f_b = _half_related()
+    for kw in ({}, {"eps": cfg["eps"], "reg_m": cfg["reg_m"]}):  # the function's and the schema's defaults
+        mass = 16 * match_plans(f_a, f_b, "unbalanced", **kw)[0].sum(1).numpy()
+        assert mass[:8].min() > 0.85, mass  # matched rows keep their mass
+        assert mass[8:].max() < 0.3, mass  # unrelated rows lose most of it
+        for soft in (False, True):  # both weightings carry the row's mass into the dense term
+            w = match_weights(match_plans(f_a, f_b, "unbalanced", **kw), "unbalanced", soft)[0].sum(1).numpy()
+            np.testing.assert_allclose(w, mass, rtol=1e-9)
+    # balanced plans keep one-hot hard weights (eq. 3.23)
+    hard = match_weights(match_plans(f_a, f_b, "entropic", eps=10.0), "entropic", soft=False)
+    assert torch.equal(hard.sum(2), torch.ones(1, 16, dtype=hard.dtype))
+
+
 def test_dense_argmax_matches_densecl_formula():
     f_a, f_b, g_a, g_b = _dense(n=3, p=4, d=5, seed=6)
     tau = 0.2

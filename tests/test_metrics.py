@@ -111,6 +111,19 @@ def test_average_hierarchical_cost_by_hand():
         average_hierarchical_cost(cm3, np.zeros((2, 2)))
 
 
+def test_average_hierarchical_cost_on_a_small_tree():
+    d = np.array([[0, 2, 4, 4, 4], [2, 0, 4, 4, 4], [4, 4, 0, 2, 2], [4, 4, 2, 0, 2], [4, 4, 2, 2, 0]], dtype=float)
+    y_true = np.array([0, 0, 1, 2, 3, 4, 4])
+    y_pred = np.array([0, 1, 1, 4, 0, 4, 3])  # costs 0, 2, 0, 2, 4, 0, 2 → 10/7
+    conf = np.zeros((5, 5))
+    np.add.at(conf, (y_true, y_pred), 1)
+    assert average_hierarchical_cost(conf, d) == pytest.approx(10 / 7)
+    assert average_hierarchical_cost(np.diag([3, 1, 0, 2, 5]), d) == 0.0
+    assert np.isnan(average_hierarchical_cost(np.zeros((5, 5)), d))
+    with pytest.raises(ValueError, match="same shape"):
+        average_hierarchical_cost(np.zeros((4, 4)), d)
+
+
 def test_scores_dict():
     cm = confusion_matrix(*hand_example(), ids=IDS)
     s = scores(cm, ids=IDS)

@@ -11,7 +11,8 @@ import torch
 from pretrain_toy import ToySimCLR, make_packed, toy_cfg
 
 from tmf.models.resnet import resnet18
-from tmf.ssl.optim import LARS, build_optimizer, lr_at, param_groups
+from tmf.schedule import lr_at
+from tmf.ssl.optim import LARS, build_optimizer, param_groups
 from tmf.ssl.train import CHECKPOINT, embedding_diagnostics, pretrain
 
 OFF = {"enabled": False, "uri": "", "experiment": "tmf"}

@@ -4,7 +4,9 @@ t-SNE (van der Maaten & Hinton 2008) matches Gaussian affinities p_ij of the fea
 perplexity, with Student-t (one degree of freedom) affinities q_ij ∝ (1 + ||y_i − y_j||²)^-1 of the 2-D points,
 minimising KL(P || Q). openTSNE (Poličar et al. 2024) does it with FFT-accelerated interpolation of the
 repulsive forces (Linderman et al. 2019). The thesis gives no parameters and picked one embedding by hand;
-we expose them and run several seeds (SPEC.md §3.2).
+we expose them and run several seeds (SPEC.md §3.2). The default initialisation is random, so that the seeds are
+independent layouts and the spread over them is t-SNE's: with ``initialization="pca"`` seeds differ only by
+openTSNE's jitter (tests/test_appearance.py measures both).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def tsne_embed(
     early_exaggeration: float | str = "auto",
     n_iter: int = 500,
     learning_rate: float | str = "auto",
-    initialization: str = "pca",
+    initialization: str = "random",
     metric: str = "euclidean",
     neighbors: str = "exact",
     negative_gradient_method: str = "fft",

@@ -60,7 +60,7 @@ def _evaluate(args) -> int:
 
 
 def _collect(args) -> int:
-    from tmf.evaluate.run import collect
+    from tmf.evaluate.summary import collect
 
     out, agg = collect(args.inputs, args.out)
     log.info("wrote %s and %s", out, agg)

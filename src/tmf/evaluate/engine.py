@@ -121,14 +121,6 @@ def to_input(x_uint8: torch.Tensor, device: torch.device) -> torch.Tensor:
     return normalise_uint8(x_uint8).contiguous(memory_format=memory_format(device))
 
 
-def lr_factor(step: int, total: int, warmup: int) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine decay to 0."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + float(np.cos(np.pi * min(1.0, t))))
-
-
 def masked_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over the scored pixels (0 when a crop has none, instead of NaN)."""
     loss = F.cross_entropy(logits.float(), y, ignore_index=IGNORE_INDEX, reduction="sum")

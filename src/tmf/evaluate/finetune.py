@@ -14,8 +14,9 @@ One recipe, several starting points and label pools (docs/evaluation.md):
   L1 reconstruction of the image (eq. 3.6) or the relaxed k-means loss (eqs. 3.8–3.11).
 
 The label fraction selects a seeded, nested subset of the label pool (``tmf.evaluate.data.nested_fraction``).
-Optimiser AdamW (RiemannianAdam from geoopt when the head has manifold parameters: the horospherical head of
-seed 000 ch. 5), linear warm-up + cosine decay; bf16 autocast + channels_last on CUDA; float32 on the CPU.
+Optimiser AdamW for every head (plus Riemannian Adam from geoopt for the prototypes of the horospherical head of
+seed 000 ch. 5, and for nothing else), linear warm-up + cosine decay; bf16 autocast + channels_last on CUDA;
+float32 on the CPU.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from tmf.evaluate.engine import (
     N_SCORED,
     TrainPool,
     example_rows,
-    lr_factor,
     masked_cross_entropy,
     predict_dense,
     score_cities,
@@ -42,6 +42,7 @@ from tmf.evaluate.engine import (
 from tmf.evaluate.losses import l1_reconstruction, relaxed_kmeans_loss
 from tmf.models.decoder import SegmentationModel
 from tmf.plan import TRAINED_BASELINES as SCRATCH_METHODS
+from tmf.schedule import lr_at
 
 log = logging.getLogger(__name__)
 
@@ -56,36 +57,38 @@ def build_head(kind: str, cfg: dict, seed: int):
     from tmf.models.hyperbolic import make_head
 
     h = cfg["hyperbolic"]
-    if kind == "horospherical":
-        return lambda c: make_head("horospherical", c, N_SCORED, h["dim"], prototypes=h["prototypes"],
-                                   phi_lambda=h["phi_lambda"], seed=seed)
+    if kind == "horospherical":  # φ keeps the head's λ = 0.5 (seed 000 §5.3.3): it cancels in the softmax
+        return lambda c: make_head("horospherical", c, N_SCORED, h["dim"], prototypes=h["prototypes"], seed=seed)
     return lambda c: make_head("euclidean", c, N_SCORED, h["dim"])
 
 
-def _optimizer(model: SegmentationModel, lr: float, enc_scale: float, weight_decay: float):
+def decoder_widths(cfg: dict, head: str) -> tuple[int, ...]:
+    """``finetune.decoder_channels``, with the last width raised to the head's dimension d for the horospherical and
+    Euclidean heads: their embedding ``u = conv1x1(features) ∈ R^d`` has rank ≤ the number of decoder channels, so
+    a d = 128 head on 16 channels (the default decoder) would compare 16-d embeddings, not 128-d ones (seed 000
+    Table 5.3). Smaller d keep the configured decoder; both heads at one d always share the same decoder."""
+    widths = [int(c) for c in cfg["finetune"]["decoder_channels"]]
+    if head != "conv":
+        widths[-1] = max(widths[-1], int(cfg["hyperbolic"]["dim"]))
+    return tuple(widths)
+
+
+def build_optimizers(model: SegmentationModel, lr: float, encoder_lr_scale: float,
+                     weight_decay: float) -> list[torch.optim.Optimizer]:
+    """AdamW over the encoder (``lr × encoder_lr_scale``), decoder and head (``lr``) groups, the same for every head,
+    plus Riemannian Adam over the horospherical head's prototypes (``tmf.models.hyperbolic.optim``). Each group
+    keeps its ``base_lr`` for the schedule."""
+    from tmf.models.hyperbolic.optim import make_optimizers
+
     parts = model.parameter_groups()
-    try:
-        import geoopt
-        is_manifold = lambda p: isinstance(p, geoopt.ManifoldParameter)  # noqa: E731
-    except ImportError:  # geoopt absent: no manifold parameters either
-        geoopt = None
-        is_manifold = lambda p: False  # noqa: E731
-    groups = [
-        {"name": "encoder", "params": parts["encoder"], "base_lr": lr * enc_scale, "weight_decay": weight_decay},
-        {"name": "decoder", "params": parts["decoder"], "base_lr": lr, "weight_decay": weight_decay},
-        {"name": "head", "params": [p for p in parts["head"] if not is_manifold(p)], "base_lr": lr,
-         "weight_decay": weight_decay},
-    ]
-    manifold = [p for p in parts["head"] if is_manifold(p)]
-    if manifold:
-        groups.append({"name": "prototypes", "params": manifold, "base_lr": lr, "weight_decay": 0.0})
-        for g in groups:
-            g["lr"] = g["base_lr"]
-        # L2 on the Euclidean groups (Adam-style), none on the sphere: seed 000 §5.1 trains with RiemannianAdam.
-        return geoopt.optim.RiemannianAdam(groups, lr=lr), True
-    for g in groups:
-        g["lr"] = g["base_lr"]
-    return torch.optim.AdamW(groups, lr=lr), False
+    groups = [{"name": "encoder", "params": parts["encoder"], "lr": lr * encoder_lr_scale, "weight_decay": weight_decay},
+              {"name": "decoder", "params": parts["decoder"], "lr": lr, "weight_decay": weight_decay},
+              {"name": "head", "params": parts["head"], "lr": lr, "weight_decay": weight_decay}]
+    opts = make_optimizers(groups, lr, weight_decay)
+    for opt in opts:
+        for g in opt.param_groups:
+            g["base_lr"] = g["lr"]
+    return opts
 
 
 def train_segmentation(model: SegmentationModel, pool: TrainPool, cfg: dict, device: torch.device,
@@ -97,7 +100,8 @@ def train_segmentation(model: SegmentationModel, pool: TrainPool, cfg: dict, dev
     Returns ``{"steps", "seconds", "images_per_s", "final_loss", "history": [[step, loss], ...]}``.
     """
     steps, batch = int(cfg["steps"]), int(cfg["batch"])
-    opt, _ = _optimizer(model, float(cfg["lr"]), encoder_lr_scale, float(cfg["weight_decay"]))
+    opts = build_optimizers(model, float(cfg["lr"]), encoder_lr_scale, float(cfg["weight_decay"]))
+    groups = [g for opt in opts for g in opt.param_groups]
     warmup = int(round(float(cfg["warmup_frac"]) * steps))
     model.to(device=device, memory_format=memory_format(device))
     model.train()
@@ -106,8 +110,8 @@ def train_segmentation(model: SegmentationModel, pool: TrainPool, cfg: dict, dev
     t0 = time.perf_counter()
     for step in range(steps):
         frozen = step < freeze_steps
-        f = lr_factor(step, steps, warmup)
-        for g in opt.param_groups:
+        f = lr_at(step, steps, 1.0, warmup)
+        for g in groups:
             g["lr"] = g["base_lr"] * f * (0.0 if (frozen and g["name"] == "encoder") else 1.0)
         model.backbone.train(not frozen)
         x8, y = pool.sample(batch, gen)
@@ -118,7 +122,7 @@ def train_segmentation(model: SegmentationModel, pool: TrainPool, cfg: dict, dev
             dec = model.decoder(feats, x.shape[-2:])
             loss = masked_cross_entropy(model.head(dec), y)
             if aux is not None:
-                u8, _ = unlabeled.sample(int(cfg.get("unlabeled_batch", batch)), gen)
+                u8, _ = unlabeled.sample(int(cfg["unlabeled_batch"]), gen)
                 u = to_input(u8, device)
                 with torch.set_grad_enabled(not frozen):
                     ufeats = model.backbone.feature_maps(u)
@@ -129,9 +133,11 @@ def train_segmentation(model: SegmentationModel, pool: TrainPool, cfg: dict, dev
                 else:
                     lu = relaxed_kmeans_loss(torch.softmax(out, 1), u01, 1.0, kmeans_alpha_reg)
                 loss = loss + aux_weight * lu
-        opt.zero_grad(set_to_none=True)
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        for opt in opts:
+            opt.step()
         n_images += batch
         if log_every and (step % log_every == 0 or step == steps - 1):
             lv = float(loss.detach())
@@ -163,8 +169,9 @@ def run_finetune(packed: Packed, backbone: nn.Module, method: str, fraction: flo
     torch.manual_seed(int(seed))  # decoder / head initialisation
     semi = cfg["semisup"]
     aux_channels = {"l1": 3, "kmeans": int(semi["kmeans_k"])}.get(aux, 0)
-    model = SegmentationModel(backbone, N_SCORED, head=build_head(head, cfg, seed),
-                              decoder_channels=tuple(ft["decoder_channels"]), aux_channels=aux_channels)
+    widths = decoder_widths(cfg, head)
+    model = SegmentationModel(backbone, N_SCORED, head=build_head(head, cfg, seed), decoder_channels=widths,
+                              aux_channels=aux_channels)
     pool = TrainPool(packed.images[train_rows], packed.labels[train_rows], device, ft["crop"], ft["augment"])
     unl = None
     if aux is not None:
@@ -184,7 +191,7 @@ def run_finetune(packed: Packed, backbone: nn.Module, method: str, fraction: flo
     out.update({
         "n_train": int(len(train_rows)), "n_pool": int(len(pool_rows)), "n_test": int(len(test_rows)),
         "n_unlabeled": int(unl.n) if unl is not None else 0, "level": "pixel", "head": head,
-        "recipe": {"encoder_lr_scale": enc_scale, "freeze_steps": freeze,
+        "recipe": {"encoder_lr_scale": enc_scale, "freeze_steps": freeze, "decoder_channels": list(widths),
                    "aux": aux, "aux_weight": (float(semi["lambda_l1"] if aux == "l1" else semi["lambda_kmeans"])
                                               if aux else 0.0)},
         "train": {k: v for k, v in train.items()},

@@ -107,12 +107,15 @@ def cohen_kappa(cm: np.ndarray) -> float:
 def average_hierarchical_cost(cm: np.ndarray, tree_distance: np.ndarray | None = None) -> float:
     """Average hierarchical cost (seed 000 §5, eq. 5.11; Kosmopoulos et al. 2015): AHC = (1/N) Σ_i D[y_i, z_i]
     = Σ_{a,b} cm[a,b]·D[a,b] / Σ cm, with D the shortest-path distance in the label hierarchy
-    (``tree_distance_matrix()``: 0 same class, 2 same UrbanAtlas level-1 group, 4 otherwise). Lower is better.
+    (``tree_distance_matrix()``: 0 same class, 2 same UrbanAtlas level-1 group, 4 otherwise). 0 for a perfect
+    classifier, lower is better; NaN for an empty matrix. The one implementation of the metric: the hyperbolic
+    head's evaluation (seed 000 Tables 5.1, 5.3) and every other protocol report it.
     """
     cm = np.asarray(cm, dtype=np.float64)
     d = tree_distance_matrix() if tree_distance is None else np.asarray(tree_distance, dtype=np.float64)
     if d.shape != cm.shape:
-        raise ValueError(f"average_hierarchical_cost: tree distance {d.shape} does not match confusion {cm.shape}")
+        raise ValueError(f"average_hierarchical_cost: tree distance {d.shape} does not match confusion {cm.shape} "
+                         "(they must have the same shape)")
     n = cm.sum()
     return float((cm * d).sum() / n) if n > 0 else math.nan
 

@@ -29,13 +29,13 @@ from tmf.evaluate.engine import (
     N_SCORED,
     TrainPool,
     example_rows,
-    lr_factor,
     masked_cross_entropy,
     predict_dense,
     score_cities,
     to_input,
 )
 from tmf.evaluate.metrics import confusion_matrix
+from tmf.schedule import lr_at
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def run_linear(packed: Packed, backbone: nn.Module, fraction: float, seed: int, 
     losses = []
     for step in range(steps):
         for g in opt.param_groups:
-            g["lr"] = float(lc["lr"]) * lr_factor(step, steps, warmup)
+            g["lr"] = float(lc["lr"]) * lr_at(step, steps, 1.0, warmup)
         if cached:
             idx = torch.randint(len(ycache), (batch,), generator=gen).to(device)
             y = ycache[idx]

@@ -1,7 +1,7 @@
-"""One evaluation job (protocol × method × fraction × seed) end to end, and the table of all jobs.
+"""One evaluation job (protocol × method × fraction × seed) end to end.
 
 Writes ``<out>/metrics.json`` (schema in docs/file-formats.md and docs/evaluation.md) and ``<out>/predictions.png``
-(test sub-tiles: image | ground truth | prediction, in the MiniFrance class colours).
+(:mod:`tmf.evaluate.figures`); the tables of all jobs are :mod:`tmf.evaluate.summary`.
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from tmf.io import atomic_path, read_json, write_csv, write_json
+from tmf.evaluate.figures import predictions_figure
+from tmf.io import write_json
 from tmf.plan import (
-    ENCODER_BASELINES,
     FINETUNE_PROTOCOLS,
     HEAD_PROTOCOLS,
     PROTOCOLS,
@@ -107,106 +105,3 @@ def _clean(o):
     if isinstance(o, list | tuple):
         return [_clean(v) for v in o]
     return o
-
-
-def colourise(labels: np.ndarray) -> np.ndarray:
-    """MiniFrance ids (H, W) → RGB uint8 (H, W, 3) with ``colour_table()``; ids > 15 painted black."""
-    from tmf.data.minifrance import colour_table
-
-    table = np.zeros((256, 3), dtype=np.uint8)
-    table[:16] = colour_table()
-    return table[np.asarray(labels, dtype=np.uint8)]
-
-
-def predictions_figure(data, examples: dict[int, np.ndarray], path: str | Path, title: str = "",
-                       dpi: int = 100) -> None:
-    """Rows of test sub-tiles: image | ground truth | prediction (class colours; ignored ids dark grey)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = sorted(examples)
-    n = max(1, len(rows))
-    fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n), squeeze=False)
-    for ax, head in zip(axes[0], ("image", "ground truth", "prediction"), strict=True):
-        ax.set_title(head, fontsize=9)
-    for i, r in enumerate(rows):
-        city = data.manifest["city"].iloc[r]
-        panels = (np.asarray(data.images[r]), colourise(np.asarray(data.labels[r])), colourise(examples[r]))
-        for j, img in enumerate(panels):
-            axes[i, j].imshow(img, interpolation="nearest")
-            axes[i, j].set_xticks([])
-            axes[i, j].set_yticks([])
-        axes[i, 0].set_ylabel(city, fontsize=8)
-    if not rows:
-        for ax in axes[0]:
-            ax.axis("off")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
-    plt.close(fig)
-
-
-# ---------------------------------------------------------------- the table of every run
-SUMMARY_KEYS = ("protocol", "method", "fraction", "seed", "n_train", "oa", "miou", "kappa", "hierarchical_cost")
-
-
-def summary_table(paths: list[str | Path]):
-    """One tidy row per run: identity, n_train, oa, miou, kappa, hierarchical_cost, level, ``iou_<id>`` per class,
-    ``oa_<city>`` / ``miou_<city>`` per test city, seconds, path."""
-    import pandas as pd
-
-    from tmf.data.minifrance import CITY_NAMES, SCORED_IDS
-
-    if not paths:
-        raise ValueError("collect: no metrics.json given")
-    rows = []
-    for p in paths:
-        p = Path(p)
-        if not p.is_file():
-            raise FileNotFoundError(f"metrics file not found: {p}")
-        m = read_json(p)
-        missing = [k for k in SUMMARY_KEYS if k not in m]
-        if missing:
-            raise ValueError(f"{p}: not an evaluation metrics.json (missing {missing})")
-        row = {k: m[k] for k in SUMMARY_KEYS}
-        row["level"] = m.get("level", "")
-        for cid in SCORED_IDS:
-            row[f"iou_{cid}"] = m.get("per_class_iou", {}).get(str(cid))
-        for city in CITY_NAMES:
-            if city in m.get("per_city", {}):
-                row[f"oa_{city}"] = m["per_city"][city]["oa"]
-                row[f"miou_{city}"] = m["per_city"][city]["miou"]
-        row["seconds"] = m.get("seconds")
-        row["path"] = str(p)
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    order = {m: i for i, m in enumerate(ENCODER_BASELINES + TRAINED_BASELINES)}
-    frame["_m"] = frame["method"].map(lambda m: order.get(m, -1))
-    frame = frame.sort_values(["protocol", "_m", "method", "fraction", "seed"], kind="stable").drop(columns="_m")
-    return frame.reset_index(drop=True)
-
-
-def aggregate_table(summary):
-    """Mean and sample standard deviation (ddof = 1; empty for a single seed) over seeds of every score, per
-    protocol × method × fraction, with the number of seeds."""
-    cols = ["oa", "miou", "kappa", "hierarchical_cost"] + [c for c in summary.columns
-                                                          if c.startswith(("iou_", "oa_", "miou_"))]
-    g = summary.groupby(["protocol", "method", "fraction"], sort=False)
-    agg = g[cols].agg(["mean", "std"])
-    agg.columns = [f"{c}_{s}" for c, s in agg.columns]
-    agg.insert(0, "n_seeds", g.size())
-    agg.insert(1, "n_train", g["n_train"].first())
-    return agg.reset_index()
-
-
-def collect(paths: list[str | Path], out: str | Path) -> tuple[Path, Path]:
-    """Write ``out`` (summary.csv: one row per run) and ``summary_agg.csv`` beside it (mean ± std over seeds)."""
-    out = Path(out)
-    summary = summary_table(paths)
-    agg_path = out.with_name(out.stem + "_agg.csv")
-    write_csv(out, summary)
-    write_csv(agg_path, aggregate_table(summary))
-    return out, agg_path

@@ -1,4 +1,4 @@
-"""Optimizers and learning-rate schedule of the pretraining engine.
+"""Optimizers of the pretraining engine (the learning-rate schedule is :func:`tmf.schedule.lr_at`).
 
 * SGD with momentum and AdamW: torch's.
 * LARS (You, Gitman & Ginsburg 2017, "Large Batch Training of Convolutional Networks", eq. 6–7; in the form
@@ -6,13 +6,9 @@
   weight decay λ, the local learning rate is ``η·‖w‖ / (‖g‖ + λ‖w‖)`` (η the trust coefficient, 1 when either
   norm is 0), the update direction ``u = trust·(g + λw)``, and momentum ``v ← μv + u; w ← w − lr·v``.
   Biases and batch-norm parameters are excluded from both weight decay and the adaptation (SimCLR/BYOL).
-* Schedule: linear warm-up from 0 to ``lr`` over the warm-up steps, then cosine decay to ``final_lr_ratio·lr``
-  (Loshchilov & Hutter 2017, SGDR without restarts): a pure function of the step, so resuming needs only the step.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn
@@ -91,14 +87,3 @@ def build_optimizer(module: nn.Module, name: str, lr: float, weight_decay: float
     if name == "lars":
         return LARS(groups, lr=lr, momentum=momentum)
     raise ValueError(f"pretrain.optimizer: unknown optimizer {name!r}; expected sgd, lars or adamw")
-
-
-def lr_at(step: int, total_steps: int, base_lr: float, warmup_steps: int, final_lr_ratio: float = 0.0) -> float:
-    """Learning rate at ``step`` (0-based): linear warm-up ``lr·(step+1)/warmup`` for step < warmup, then
-    cosine ``final + (lr − final)·(1 + cos(π·t))/2`` with t = (step − warmup)/(total − warmup)."""
-    if warmup_steps > 0 and step < warmup_steps:
-        return base_lr * (step + 1) / warmup_steps
-    span = max(1, total_steps - warmup_steps)
-    t = min(1.0, (step - warmup_steps) / span)
-    final = final_lr_ratio * base_lr
-    return final + (base_lr - final) * 0.5 * (1 + math.cos(math.pi * t))

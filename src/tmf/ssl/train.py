@@ -32,10 +32,11 @@ from torch import nn
 
 from tmf import device as devmod
 from tmf.io import atomic_path, write_csv, write_json
+from tmf.schedule import lr_at
 from tmf.ssl import distributed as D
 from tmf.ssl.augment import AugmentConfig, make_views
 from tmf.ssl.feed import PackedFeed
-from tmf.ssl.optim import build_optimizer, lr_at
+from tmf.ssl.optim import build_optimizer
 
 log = logging.getLogger(__name__)
 

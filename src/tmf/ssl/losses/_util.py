@@ -13,6 +13,13 @@ def full(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
+def check_pair(z_a: torch.Tensor, z_b: torch.Tensor, name: str) -> None:
+    """Refuse anything but two (N, d) tensors of the same shape (the two views of a joint-embedding loss)."""
+    if z_a.ndim != 2 or z_a.shape != z_b.shape:
+        raise ValueError(f"{name}: expected two (N, d) tensors of the same shape, got {tuple(z_a.shape)} and "
+                         f"{tuple(z_b.shape)}")
+
+
 def _first_tensor(args, kwargs) -> torch.Tensor | None:
     for a in (*args, *kwargs.values()):
         if isinstance(a, torch.Tensor):

@@ -11,13 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._util import full, no_autocast
-
-
-def _check_pair(z_a: torch.Tensor, z_b: torch.Tensor, name: str) -> None:
-    if z_a.ndim != 2 or z_a.shape != z_b.shape:
-        raise ValueError(f"{name}: expected two (N, d) tensors of the same shape, got {tuple(z_a.shape)} and "
-                         f"{tuple(z_b.shape)}")
+from ._util import check_pair, full, no_autocast
 
 
 @no_autocast
@@ -28,7 +22,7 @@ def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float = 0.5) -> t
     p(i) (the other view of the same image) and the loss is
     ``(1/2N) Σ_i −log( exp(s_{i,p(i)}/τ) / Σ_{k≠i} exp(s_ik/τ) )``.  τ = 0.5 in the IOT-CL runs (seed 003).
     """
-    _check_pair(z_a, z_b, "nt_xent")
+    check_pair(z_a, z_b, "nt_xent")
     n = z_a.shape[0]
     z = F.normalize(full(torch.cat([z_a, z_b])), dim=1)
     logits = (z @ z.T) / temperature
@@ -45,7 +39,7 @@ def moco_infonce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperat
     queue: (K, d) keys of earlier batches. All are L2-normalised here. Loss
     ``−(1/N) Σ_i log( exp(q_i·k_i/τ) / (exp(q_i·k_i/τ) + Σ_j exp(q_i·queue_j/τ)) )``; τ = 0.2.
     """
-    _check_pair(q, k, "moco_infonce")
+    check_pair(q, k, "moco_infonce")
     if queue.ndim != 2 or queue.shape[1] != q.shape[1]:
         raise ValueError(f"moco_infonce: queue must be (K, {q.shape[1]}), got {tuple(queue.shape)}")
     q = F.normalize(full(q), dim=1)
@@ -63,7 +57,7 @@ def byol(p_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
     ``mean_i ‖p_i/‖p_i‖ − z_i/‖z_i‖‖² = mean_i (2 − 2 cos(p_i, z_i))``, p the online prediction, z the
     target projection (pass it without grad). The method symmetrises over the two views.
     """
-    _check_pair(p_a, z_b, "byol")
+    check_pair(p_a, z_b, "byol")
     p = F.normalize(full(p_a), dim=1)
     z = F.normalize(full(z_b), dim=1)
     return (2.0 - 2.0 * (p * z).sum(1)).mean()
@@ -77,7 +71,7 @@ def barlow_twins(z_a: torch.Tensor, z_b: torch.Tensor, lambd: float = 0.0051) ->
     C = ẑ_Aᵀ ẑ_B / N (d × d cross-correlation) and the loss is ``Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij²``,
     λ = 0.0051.
     """
-    _check_pair(z_a, z_b, "barlow_twins")
+    check_pair(z_a, z_b, "barlow_twins")
     n = z_a.shape[0]
     if n < 2:
         raise ValueError("barlow_twins: needs a batch of at least 2 to standardise features")
@@ -97,7 +91,7 @@ def barlow_twins(z_a: torch.Tensor, z_b: torch.Tensor, lambd: float = 0.0051) ->
 def alignment(z_a: torch.Tensor, z_b: torch.Tensor, alpha: float = 2.0) -> torch.Tensor:
     """Alignment of Wang & Isola (2020; seed 000 §3.2, Table 3.3): ``mean_i ‖ẑ_A,i − ẑ_B,i‖^α`` on L2-normalised
     rows (α = 2)."""
-    _check_pair(z_a, z_b, "alignment")
+    check_pair(z_a, z_b, "alignment")
     a = F.normalize(full(z_a), dim=1)
     b = F.normalize(full(z_b), dim=1)
     return (a - b).norm(dim=1).pow(alpha).mean()

@@ -26,15 +26,13 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._util import full, no_autocast
+from ._util import check_pair, full, no_autocast
 
 COUPLINGS = ("ua", "u1", "uab")
 
 
 def _log_kernel(z_a: torch.Tensor, z_b: torch.Tensor, eps: float) -> torch.Tensor:
-    if z_a.ndim != 2 or z_a.shape != z_b.shape:
-        raise ValueError(f"iot: expected two (N, d) tensors of the same shape, got {tuple(z_a.shape)} and "
-                         f"{tuple(z_b.shape)}")
+    check_pair(z_a, z_b, "iot")
     if eps <= 0:
         raise ValueError(f"iot: eps must be > 0, got {eps}")
     z = F.normalize(full(torch.cat([z_a, z_b])), dim=1)

@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._util import full, no_autocast
+from ._util import check_pair, full, no_autocast
 
 
 @no_autocast
@@ -57,9 +57,7 @@ def ot_sample(z_a: torch.Tensor, z_b: torch.Tensor, eps: float = 0.01, iters: in
     ``L = −(1/2N) Σ_{i≤N} [log π_{i,i+N} + log π_{i+N,i}]``. The source sums over i; we average (divide by 2N)
     so the loss scale does not grow with the batch (the gradient direction is the same).
     """
-    if z_a.ndim != 2 or z_a.shape != z_b.shape:
-        raise ValueError(f"ot_sample: expected two (N, d) tensors of the same shape, got {tuple(z_a.shape)} "
-                         f"and {tuple(z_b.shape)}")
+    check_pair(z_a, z_b, "ot_sample")
     n = z_a.shape[0]
     z = F.normalize(full(torch.cat([z_a, z_b])), dim=1)
     cost = (1.0 - z @ z.T).masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("inf"))
@@ -77,9 +75,7 @@ def ot_feature(z_a: torch.Tensor, z_b: torch.Tensor, eps: float = 0.01, iters: i
     plan with uniform marginals 1/d (ε = 0.01, 5 iterations) and ``L = −(1/d) Σ_i log π_ii`` (the source sums;
     we average over the d features).
     """
-    if z_a.ndim != 2 or z_a.shape != z_b.shape:
-        raise ValueError(f"ot_feature: expected two (N, d) tensors of the same shape, got {tuple(z_a.shape)} "
-                         f"and {tuple(z_b.shape)}")
+    check_pair(z_a, z_b, "ot_feature")
     a = F.normalize(F.normalize(full(z_a), dim=1), dim=0)
     b = F.normalize(F.normalize(full(z_b), dim=1), dim=0)
     cost = 1.0 - a.T @ b

@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._util import full, no_autocast
+from ._util import check_pair, full, no_autocast
 
 
 def sphere_projections(d: int, n_projections: int, generator: torch.Generator | None = None,
@@ -60,18 +60,12 @@ def ssw_uniformity(z: torch.Tensor, n_projections: int = 10, generator: torch.Ge
     return _w2_unif_circle(coords).mean()
 
 
-def _check_pair(z_a: torch.Tensor, z_b: torch.Tensor, name: str) -> None:
-    if z_a.ndim != 2 or z_a.shape != z_b.shape:
-        raise ValueError(f"{name}: expected two (N, d) tensors of the same shape, got {tuple(z_a.shape)} and "
-                         f"{tuple(z_b.shape)}")
-
-
 @no_autocast
 def ssw_ssl(z_a: torch.Tensor, z_b: torch.Tensor, lambd: float = 20.0, n_projections: int = 10,
             generator: torch.Generator | None = None) -> torch.Tensor:
     """SSW-SSL (seed 000 eq. 3.17): ``(1/N) Σ_i ‖ẑ_A,i − ẑ_B,i‖² + (λ/2)(SSW₂²(ẑ_A, ν) + SSW₂²(ẑ_B, ν))``,
     ν = Unif(S^{d−1}), λ = 20, L ∈ {3, 10} projections (the same L projections for both views)."""
-    _check_pair(z_a, z_b, "ssw_ssl")
+    check_pair(z_a, z_b, "ssw_ssl")
     a = F.normalize(full(z_a), dim=1)
     b = F.normalize(full(z_b), dim=1)
     proj = sphere_projections(a.shape[1], n_projections, generator, a.dtype, a.device)
@@ -110,7 +104,7 @@ def sw_ssl(z_a: torch.Tensor, z_b: torch.Tensor, lambd: float = 1.0, n_projectio
            generator: torch.Generator | None = None) -> torch.Tensor:
     """SW-SSL (seed 000 §3.2.3, Table 3.4): eq. 3.17 with SW₂² to samples of Unif(S^{d−1}) in place of SSW₂²;
     λ = 1. Both views share the directions and the uniform samples."""
-    _check_pair(z_a, z_b, "sw_ssl")
+    check_pair(z_a, z_b, "sw_ssl")
     a = F.normalize(full(z_a), dim=1)
     b = F.normalize(full(z_b), dim=1)
     n, d = a.shape
