@@ -14,11 +14,11 @@ import torch
 from tmf.cli import main
 from tmf.config import ParamsError, section_arg, validate
 from tmf.data.minifrance import CITIES, CITY_NAMES, IGNORE_INDEX, SCORED_IDS, cities_in
+from tmf.data.packed import open_packed as load_packed
 from tmf.evaluate.data import (
     dominant_class,
     fraction_count,
     label_pool,
-    load_packed,
     nested_fraction,
     scoring_pool,
     targets,
