@@ -32,12 +32,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from tmf import device as devmod  # noqa: E402
+from tmf.data.packed import COUNT_COLUMNS, open_packed  # noqa: E402
 from tmf.models.resnet import build_backbone  # noqa: E402
 from tmf.schedule import lr_at  # noqa: E402
 from tmf.ssl.augment import AugmentConfig, crop_size_for, make_views  # noqa: E402
 from tmf.ssl.feed import PackedFeed  # noqa: E402
+from tmf.ssl.methods import build_method  # noqa: E402
 from tmf.ssl.optim import build_optimizer  # noqa: E402
-from tmf.ssl.train import build_method, pretrain, view_dtype_for  # noqa: E402
+from tmf.ssl.train import pretrain  # noqa: E402
+from tmf.ssl.views import view_dtype_for  # noqa: E402
 
 
 def schema_defaults() -> dict:
@@ -60,7 +63,7 @@ def schema_defaults() -> dict:
 
 
 def make_data(root: Path, n: int, size: int, seed: int = 0):
-    """Smooth random uint8 images (N, S, S, 3) and a manifest with every row in the labeled split."""
+    """Smooth random uint8 images (N, S, S, 3), no labels, and a manifest with every row in the labeled split."""
     import pandas as pd
 
     g = torch.Generator().manual_seed(seed)
@@ -69,8 +72,16 @@ def make_data(root: Path, n: int, size: int, seed: int = 0):
     img = (img + 8 * torch.randn(img.shape, generator=g)).clamp(0, 255).to(torch.uint8)
     (root / "packed").mkdir(parents=True, exist_ok=True)
     np.save(root / "packed" / "images.npy", img.permute(0, 2, 3, 1).contiguous().numpy())
-    pd.DataFrame({"id": [f"s{i}" for i in range(n)], "split": "labeled"}).to_csv(root / "manifest.csv", index=False)
+    np.save(root / "packed" / "labels.npy", np.zeros((n, size, size), np.uint8))
+    pd.DataFrame({"id": [f"Nice__s__r0_c{i}" for i in range(n)], "city": "Nice", "split": "labeled", "tile": "s",
+                  "row_off": 0, "col_off": np.arange(n) * size, "height": size, "width": size, "image": "",
+                  "label": "", "has_label": 0, **dict.fromkeys(COUNT_COLUMNS, 0)}).to_csv(root / "manifest.csv",
+                                                                                        index=False)
     return root / "manifest.csv", root / "packed"
+
+
+def _method(cfg, name):
+    return build_method(name, build_backbone(cfg["backbone"]), cfg["method_params"].get(name))
 
 
 def sync(dev):
@@ -81,7 +92,7 @@ def sync(dev):
 def compute_only(cfg, method_name, dev, steps, warmup) -> float:
     """Images per second of method + optimizer on fixed random views already on the device."""
     devmod.seed_everything(0)
-    model = build_method(method_name, build_backbone(cfg["backbone"]), cfg).to(dev, memory_format=devmod.memory_format(dev))
+    model = _method(cfg, method_name).to(dev, memory_format=devmod.memory_format(dev))
     opt = build_optimizer(model, cfg["optimizer"], cfg["lr"], cfg["weight_decay"], cfg["momentum"])
     b = cfg["batch_size"]
     sizes = [crop_size_for(s.size_factor, cfg["crop_size"]) for s in model.crop_specs()]
@@ -112,9 +123,9 @@ def compute_only(cfg, method_name, dev, steps, warmup) -> float:
 
 def augment_only(cfg, method_name, manifest, packed, dev, steps, warmup) -> float:
     """Milliseconds per step of feed + augmentation alone."""
-    model = build_method(method_name, build_backbone(cfg["backbone"]), cfg)
+    model = _method(cfg, method_name)
     specs = model.crop_specs()
-    feed = PackedFeed(packed, manifest, cfg["splits"], device=dev, seed=0)
+    feed = PackedFeed(open_packed(manifest, packed), cfg["splits"], device=dev, seed=0)
     g = torch.Generator(device=dev).manual_seed(0)
     aug = AugmentConfig.from_dict(cfg["augment"])
     mf = devmod.memory_format(dev)
@@ -130,9 +141,9 @@ def augment_only(cfg, method_name, manifest, packed, dev, steps, warmup) -> floa
 
 def profile_augment(cfg, method_name, manifest, packed, dev, reps=5) -> str:
     """The GPU kernels of feed + augmentation (torch.profiler table), for tuning."""
-    model = build_method(method_name, build_backbone(cfg["backbone"]), cfg)
+    model = _method(cfg, method_name)
     specs = model.crop_specs()
-    feed = PackedFeed(packed, manifest, cfg["splits"], device=dev, seed=0)
+    feed = PackedFeed(open_packed(manifest, packed), cfg["splits"], device=dev, seed=0)
     g = torch.Generator(device=dev).manual_seed(0)
     aug = AugmentConfig.from_dict(cfg["augment"])
     mf = devmod.memory_format(dev)

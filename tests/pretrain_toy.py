@@ -39,6 +39,7 @@ class ToySimCLR(nn.Module):
     def __init__(self, backbone, dim: int = 16, tau: float = 0.5, multicrop: bool = False):
         super().__init__()
         self.backbone = backbone
+        backbone.fc.requires_grad_(False)  # as the registry's methods do (tmf.ssl.method_base.SSLMethod)
         self.head = nn.Sequential(nn.Linear(backbone.out_dim, 32), nn.BatchNorm1d(32), nn.ReLU(),
                                   nn.Linear(32, dim))
         self.tau = tau
@@ -68,17 +69,23 @@ class ToySimCLR(nn.Module):
 
 
 def make_packed(root, n_per_split=(8, 8, 4), size=32, seed=0):
-    """A packed array (uint8 N×S×S×3, smooth random images) and a manifest with a split column."""
+    """A packed tinyMiniFrance (uint8 N×S×S×3 smooth random images, labels) and its manifest (docs/file-formats.md)."""
     rng = np.random.default_rng(seed)
     n = sum(n_per_split)
     coarse = rng.integers(0, 256, size=(n, size // 8, size // 8, 3)).astype(np.float32)
     img = coarse.repeat(8, axis=1).repeat(8, axis=2) + rng.normal(0, 12, size=(n, size, size, 3))
     img = np.clip(img, 0, 255).astype(np.uint8)
+    labels = (img[..., 0] // 32).astype(np.uint8)  # ids 0..7
     packed = root / "packed"
     packed.mkdir(parents=True, exist_ok=True)
     np.save(packed / "images.npy", img)
+    np.save(packed / "labels.npy", labels)
     splits = sum(([s] * k for s, k in zip(("labeled", "unlabeled", "test"), n_per_split, strict=True)), [])
-    manifest = pd.DataFrame({"id": [f"t{i}" for i in range(n)], "city": "Nice", "split": splits})
+    counts = np.stack([np.bincount(lab.ravel(), minlength=16) for lab in labels])
+    manifest = pd.DataFrame({"id": [f"Nice__t__r0_c{i}" for i in range(n)], "city": "Nice", "split": splits,
+                             "tile": "t", "row_off": 0, "col_off": np.arange(n) * size, "height": size, "width": size,
+                             "image": "", "label": "", "has_label": 1,
+                             **{f"count_{i}": counts[:, i] for i in range(16)}})
     manifest.to_csv(root / "manifest.csv", index=False)
     return root / "manifest.csv", packed, img
 
@@ -89,7 +96,7 @@ def toy_cfg(**over):
         "crop_size": 32, "batch_size": 8, "epochs": 1, "steps": 4, "optimizer": "lars", "lr": 0.3,
         "final_lr_ratio": 0.0, "weight_decay": 1e-6, "momentum": 0.9, "warmup_epochs": 0, "warmup_steps": 1,
         "augment": {}, "device_cache": "auto", "held_batch": 16, "log_every": 1, "checkpoint_every": 2,
-        "ddp": False, "nproc": 1,
+        "ddp": False, "nproc": 1, "method_params": {},
     }
     cfg.update(over)
     return cfg

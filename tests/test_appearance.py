@@ -296,13 +296,14 @@ def test_tsne_seeds_with_the_default_initialisation_are_independent_layouts():
 def make_dataset(root, n_per_city=10, size=32, seed=0):
     """Sub-tiles whose colour depends on the city's split; a manifest in the file-formats.md layout."""
     rng = np.random.default_rng(seed)
-    rows, images = [], []
+    rows, images, labels = [], [], []
     base = {"labeled": (200, 60, 60), "unlabeled": (60, 200, 60), "test": (60, 60, 200)}
     for c in CITIES:
         for k in range(n_per_city):
             img = np.clip(rng.normal(base[c.split], 25, (size, size, 3)), 0, 255).astype(np.uint8)
             images.append(img)
             counts = rng.multinomial(size * size, rng.dirichlet(np.ones(N_CLASSES)))
+            labels.append(np.repeat(np.arange(N_CLASSES, dtype=np.uint8), counts).reshape(size, size))
             row = {"id": f"{c.name}__t__r{k}_c0", "city": c.name, "split": c.split, "tile": "t", "row_off": k,
                    "col_off": 0, "height": size, "width": size, "image": "", "label": "", "has_label": 1}
             row.update({f"count_{i}": int(counts[i]) for i in range(N_CLASSES)})
@@ -314,6 +315,7 @@ def make_dataset(root, n_per_city=10, size=32, seed=0):
     root.mkdir(parents=True, exist_ok=True)
     m.to_csv(root / "manifest.csv", index=False)
     np.save(root / "images.npy", np.stack(images)[idx])
+    np.save(root / "labels.npy", np.stack(labels)[idx])
     return root / "manifest.csv", root / "images.npy"
 
 

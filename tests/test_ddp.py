@@ -29,9 +29,7 @@ def _free_port() -> int:
 def _toy64(world: int = 1, rank: int = 0):
     """The toy method in float64 and its two views of a fixed batch of 8 (this rank's rows of it)."""
     torch.manual_seed(0)
-    backbone = build_backbone("resnet18")
-    backbone.fc.requires_grad_(False)  # as pretrain does: every trainable parameter then gets a gradient
-    model = ToySimCLR(backbone).double()
+    model = ToySimCLR(build_backbone("resnet18")).double()  # fc frozen: every trainable parameter gets a gradient
     g = torch.Generator().manual_seed(1)
     views = [torch.randn(8, 3, 32, 32, generator=g, dtype=torch.float64) for _ in range(2)]
     b = 8 // world

@@ -14,11 +14,11 @@ import torch
 from tmf.cli import main
 from tmf.config import ParamsError, validate
 from tmf.data.minifrance import CITIES, IGNORE_INDEX, SCORED_IDS, cities_in
+from tmf.data.packed import open_packed
 from tmf.evaluate.data import (
     dominant_class,
     fraction_count,
     label_pool,
-    load_packed,
     nested_fraction,
     scoring_pool,
     targets,
@@ -84,7 +84,7 @@ def tiny(tmp_path_factory):
 
 # ---------------------------------------------------------------- data
 def test_pools_and_targets(tiny):
-    data = load_packed(*tiny)
+    data = open_packed(*tiny)
     frame = data.manifest
     lab = label_pool(frame, "labeled")
     assert set(frame["city"].iloc[lab]) == set(cities_in("labeled"))
@@ -118,20 +118,20 @@ def test_nested_fractions():
 
 def test_oracle_without_unlabeled_labels_is_a_clear_error(tmp_path):
     manifest, packed = make_tiny(tmp_path, per_city=1, unlabeled_has_labels=False)
-    frame = load_packed(manifest, packed).manifest
+    frame = open_packed(manifest, packed).manifest
     with pytest.raises(ValueError, match="oracle.*LeMans"):
         label_pool(frame, "oracle")
 
 
 def test_packed_mismatch_errors(tmp_path, tiny):
     with pytest.raises(FileNotFoundError, match="manifest"):
-        load_packed(tmp_path / "nope.csv", tiny[1])
+        open_packed(tmp_path / "nope.csv", tiny[1])
     with pytest.raises(FileNotFoundError, match="images.npy"):
-        load_packed(tiny[0], tmp_path)
+        open_packed(tiny[0], tmp_path)
     frame = pd.read_csv(tiny[0]).iloc[:-1]
     frame.to_csv(tmp_path / "short.csv", index=False)
     with pytest.raises(ValueError, match="rows"):
-        load_packed(tmp_path / "short.csv", tiny[1])
+        open_packed(tmp_path / "short.csv", tiny[1])
 
 
 # ---------------------------------------------------------------- losses

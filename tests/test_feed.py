@@ -7,7 +7,8 @@ import pytest
 import torch
 from pretrain_toy import make_packed
 
-from tmf.ssl.feed import PackedFeed, select_rows
+from tmf.data.packed import open_packed
+from tmf.ssl.feed import PackedFeed
 
 
 @pytest.fixture()
@@ -15,30 +16,17 @@ def packed(tmp_path):
     return make_packed(tmp_path, n_per_split=(6, 10, 4), size=16)
 
 
-def test_select_rows_by_split(packed):
-    manifest, _, _ = packed
-    assert select_rows(manifest, ["labeled", "unlabeled"]).tolist() == list(range(16))
-    assert select_rows(manifest, ["test"]).tolist() == list(range(16, 20))
-    with pytest.raises(ValueError, match="unknown split"):
-        select_rows(manifest, ["train"])
-    with pytest.raises(FileNotFoundError, match="manifest not found"):
-        select_rows(manifest.parent / "nope.csv", ["test"])
-
-
-def test_missing_or_malformed_packed_array(tmp_path, packed):
+def test_rows_of_the_pretraining_splits(packed):
     manifest, packed_dir, _ = packed
-    with pytest.raises(FileNotFoundError, match="images.npy"):
-        PackedFeed(tmp_path / "elsewhere", manifest)
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    np.save(bad / "images.npy", np.zeros((20, 8, 8), dtype=np.uint8))
-    with pytest.raises(ValueError, match=r"expected uint8 \(N, S, S, 3\)"):
-        PackedFeed(bad, manifest)
+    assert PackedFeed(open_packed(manifest, packed_dir), ["labeled", "unlabeled"]).rows.tolist() == list(range(16))
+    assert PackedFeed(open_packed(manifest, packed_dir), ["test"]).rows.tolist() == list(range(16, 20))
+    with pytest.raises(ValueError, match="pretrain.splits: unknown split"):
+        PackedFeed(open_packed(manifest, packed_dir), ["train"])
 
 
 def test_epochs_are_permutations_and_batches_are_the_rows(packed):
     manifest, packed_dir, img = packed
-    feed = PackedFeed(packed_dir, manifest, ["unlabeled", "test"], seed=3)
+    feed = PackedFeed(open_packed(manifest, packed_dir), ["unlabeled", "test"], seed=3)
     assert feed.n == 14 and feed.steps_per_epoch(4) == 3
     seen = torch.cat([feed.batch_positions(s, 4) for s in range(3)])
     assert len(set(seen.tolist())) == 12  # without replacement inside an epoch
@@ -53,9 +41,9 @@ def test_epochs_are_permutations_and_batches_are_the_rows(packed):
 
 def test_batches_are_a_function_of_seed_and_step(packed):
     manifest, packed_dir, _ = packed
-    a = PackedFeed(packed_dir, manifest, seed=1)
-    b = PackedFeed(packed_dir, manifest, seed=1)
-    c = PackedFeed(packed_dir, manifest, seed=2)
+    a = PackedFeed(open_packed(manifest, packed_dir), seed=1)
+    b = PackedFeed(open_packed(manifest, packed_dir), seed=1)
+    c = PackedFeed(open_packed(manifest, packed_dir), seed=2)
     # b jumps straight to step 7 (as a resumed run does); a walks there
     for s in range(8):
         pa = a.batch_positions(s, 4)
@@ -65,7 +53,7 @@ def test_batches_are_a_function_of_seed_and_step(packed):
 
 def test_ranks_split_the_global_batch(packed):
     manifest, packed_dir, _ = packed
-    feed = PackedFeed(packed_dir, manifest, seed=0)
+    feed = PackedFeed(open_packed(manifest, packed_dir), seed=0)
     whole = feed.batch(2, 8)
     parts = [feed.batch(2, 8, rank=r, world_size=2) for r in range(2)]
     assert torch.equal(whole, torch.cat(parts))
@@ -75,7 +63,7 @@ def test_ranks_split_the_global_batch(packed):
 
 def test_small_set_repeats_within_a_batch(packed):
     manifest, packed_dir, _ = packed
-    feed = PackedFeed(packed_dir, manifest, ["test"], seed=0)
+    feed = PackedFeed(open_packed(manifest, packed_dir), ["test"], seed=0)
     pos = feed.batch_positions(0, 10)
     assert feed.steps_per_epoch(10) == 1 and pos.numel() == 10
     assert set(pos.tolist()) == {0, 1, 2, 3}

@@ -12,8 +12,10 @@ from pretrain_toy import ToySimCLR, make_packed, toy_cfg
 
 from tmf.models.resnet import resnet18
 from tmf.schedule import lr_at
+from tmf.ssl.checkpoint import read_checkpoint
+from tmf.ssl.diagnostics import embedding_diagnostics
 from tmf.ssl.optim import LARS, build_optimizer, param_groups
-from tmf.ssl.train import CHECKPOINT, embedding_diagnostics, pretrain
+from tmf.ssl.train import CHECKPOINT, pretrain
 
 OFF = {"enabled": False, "uri": "", "experiment": "tmf"}
 
@@ -139,12 +141,12 @@ def test_killed_and_resumed_run_is_bit_identical(data, tmp_path):
     stopped = _run(data, out, cfg=cfg, stop_after=3)  # checkpoint at step 2, killed after step 3
     assert stopped == {"stopped_at": 3}
     assert not (out / "encoder.pt").exists()
-    assert torch.load(out / CHECKPOINT, weights_only=False)["step"] == 2
+    assert read_checkpoint(out / CHECKPOINT)["step"] == 2
     _run(data, out, cfg=cfg)  # finds the checkpoint and resumes from step 2
     a, b = _encoder(tmp_path / "full")["state_dict"], _encoder(out)["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
-    full_ck = torch.load(tmp_path / "full" / CHECKPOINT, weights_only=False)
-    res_ck = torch.load(out / CHECKPOINT, weights_only=False)
+    full_ck = read_checkpoint(tmp_path / "full" / CHECKPOINT)
+    res_ck = read_checkpoint(out / CHECKPOINT)
     assert torch.equal(full_ck["model"]["ema_w"], res_ck["model"]["ema_w"])  # method state resumes too
     hf, hr = pd.read_csv(tmp_path / "full" / "history.csv"), pd.read_csv(out / "history.csv")
     assert hr["step"].tolist() == [1, 2, 3, 4]  # the curve continues, not restarts
@@ -214,3 +216,110 @@ def test_tmf_pretrain_command(data, tmp_path, monkeypatch, capsys):
     bad_cfg[bad_cfg.index("--cfg") + 1] = json.dumps({**cfg, "optimizer": "adam"})
     assert main(bad_cfg) == 2
     assert "optimizer" in capsys.readouterr().err
+
+
+# -- checkpoints bound to what produced them (issue 12) ---------------------------------------------------------
+
+
+def _same_encoders(a, b) -> bool:
+    ea, eb = _encoder(a)["state_dict"], _encoder(b)["state_dict"]
+    return all(torch.equal(ea[k], eb[k]) for k in ea)
+
+
+def test_checkpoint_of_other_training_data_is_not_resumed(tmp_path, caplog):
+    """A new subsample (``subsample.seed`` changed) re-runs pack and pretraining with the same parameters: the
+    checkpoint trained on the old sub-tiles must not be resumed. The same bytes written again (a re-run of the
+    data stage) still resume: the fingerprint is of the content."""
+    import numpy as np
+
+    old = make_packed(tmp_path / "old")[:2]
+    new = make_packed(tmp_path / "new", seed=1)[:2]
+    cfg = toy_cfg(steps=4, checkpoint_every=2)
+    out = tmp_path / "out"
+    _run(old, out, cfg=cfg, stop_after=3)
+    np.save(old[1] / "images.npy", np.load(old[1] / "images.npy"))
+    old[0].write_bytes(old[0].read_bytes())
+    with caplog.at_level("INFO"):
+        assert _run(old, out, cfg=cfg, stop_after=3) == {"stopped_at": 3}
+    assert "resumed from" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        _run(new, out, cfg=cfg)
+    assert "other training data" in caplog.text and "resumed" not in caplog.text
+    _run(new, tmp_path / "fresh", cfg=cfg)
+    assert _same_encoders(out, tmp_path / "fresh")
+
+
+def _truncate(p):
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+
+
+def _random(p):
+    import numpy as np
+
+    p.write_bytes(np.random.default_rng(0).bytes(4096))
+
+
+def _empty(p):
+    p.write_bytes(b"")
+
+
+def _patch(p):
+    """64 KiB of finite float32 values written over the middle of the file (inside the saved tensors)."""
+    import numpy as np
+
+    patch = np.random.default_rng(0).standard_normal(16384).astype(np.float32).tobytes()
+    with open(p, "r+b") as f:
+        f.seek(p.stat().st_size // 2)
+        f.write(patch)
+
+
+@pytest.fixture(scope="module")
+def killed(tmp_path_factory):
+    """An uninterrupted run and a run killed after step 3 (its checkpoint at step 2), on the same data."""
+    root = tmp_path_factory.mktemp("ck")
+    data = make_packed(root / "data")[:2]
+    _run(data, root / "fresh", cfg=toy_cfg(steps=4, checkpoint_every=2))
+    _run(data, root / "killed", cfg=toy_cfg(steps=4, checkpoint_every=2), stop_after=3)
+    return data, root / "fresh", root / "killed"
+
+
+@pytest.mark.parametrize("damage", [_truncate, _random, _empty, _patch], ids=["truncated", "random", "empty", "patch"])
+def test_corrupt_checkpoint_is_moved_aside_and_training_starts_over(killed, tmp_path, caplog, damage):
+    import shutil
+
+    data, fresh, killed_dir = killed
+    out = tmp_path / "out"
+    shutil.copytree(killed_dir, out)
+    damage(out / CHECKPOINT)
+    with caplog.at_level("INFO"):
+        _run(data, out, cfg=toy_cfg(steps=4, checkpoint_every=2))
+    aside = out / f"{CHECKPOINT}.corrupt"
+    assert aside.exists() and f"moved it to {aside.name}" in caplog.text and str(out / CHECKPOINT) in caplog.text
+    assert "resumed" not in caplog.text
+    assert _same_encoders(out, fresh)  # trained from scratch: never the damaged weights
+    assert read_checkpoint(out / CHECKPOINT)["step"] == 4  # a sound checkpoint again: no error on the next run
+
+
+def test_checkpoints_load_without_pickled_code(killed):
+    """The file loads with ``weights_only=True``; its checksum covers every value of the state."""
+    from tmf.ssl.checkpoint import state_digest
+
+    _, fresh, _ = killed
+    saved = torch.load(fresh / CHECKPOINT, weights_only=True)
+    assert state_digest(saved["state"]) == saved["sha256"]
+    state = read_checkpoint(fresh / CHECKPOINT)
+    assert state["step"] == 4 and len(state["data"]) == 64  # the data fingerprint (SHA-256)
+
+
+# -- progress in the log (issue 16) ------------------------------------------------------------------------------
+
+
+def test_progress_lines_at_the_log_interval(data, tmp_path, caplog):
+    import re
+
+    with caplog.at_level("INFO", logger="tmf.ssl.train"):
+        _run(data, tmp_path / "out", cfg=toy_cfg(steps=6, log_every=2, checkpoint_every=100))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    pattern = re.compile(r"^step (\d+)/6 \(\d+%\): loss [-\d.]+, lr [\d.e-]+, [\d.]+ images/s, about \d+:\d\d:\d\d left$")
+    assert [int(pattern.match(m).group(1)) for m in lines] == [2, 4, 6], lines

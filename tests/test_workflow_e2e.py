@@ -206,16 +206,21 @@ def test_failed_notebook_leaves_no_report(run: Path, tmp_path: Path):
     assert not list(tmp_path.glob(".out*"))
 
 
+def progress_steps(log: str) -> list[int]:
+    """The steps of a pretraining log's progress lines (step, loss, lr, images/s, time left)."""
+    return [int(m) for m in re.findall(r"step (\d+)/\d+ \(\d+%\): loss \S+, lr \S+, \S+ images/s, about \S+ left", log)]
+
+
 def test_killed_pretraining_resumes_when_the_workflow_runs_again(run: Path):
     """Kill Snakemake (and its job) in the middle of a pretraining run; running the workflow again resumes from
-    the job's checkpoint and the loss curve continues instead of restarting. Runs last: it changes the
-    pretraining parameters of the shared run."""
+    the job's checkpoint and the loss curve continues instead of restarting. While the job runs, its log shows a
+    progress line every log_every steps. Runs last: it changes the pretraining parameters of the shared run."""
     import os
     import signal
     import subprocess
     import sys
 
-    import torch
+    from tmf.ssl.checkpoint import read_checkpoint
 
     target = "results/pretrain/simclr/seed0/encoder.pt"
     longer = ["--config", "pretrain={steps: 300, checkpoint_every: 10, log_every: 10}"]
@@ -230,8 +235,10 @@ def test_killed_pretraining_resumes_when_the_workflow_runs_again(run: Path):
         while time.monotonic() < deadline:
             if ckpt.exists() and ckpt.stat().st_mtime > before:
                 time.sleep(0.5)  # let the atomic rename finish
-                step = torch.load(ckpt, map_location="cpu", weights_only=False)["step"]
+                step = read_checkpoint(ckpt)["step"]
                 if step >= 10:
+                    # while the job runs, its log already shows its progress, every log_every steps
+                    running = progress_steps((run / "logs/pretrain/simclr/seed0.log").read_text())
                     break
             assert proc.poll() is None, "the pretraining job ended before it could be killed"
             time.sleep(0.5)
@@ -240,12 +247,14 @@ def test_killed_pretraining_resumes_when_the_workflow_runs_again(run: Path):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and the job: a crash, not a clean stop
         proc.wait()
-    killed_at = torch.load(ckpt, map_location="cpu", weights_only=False)["step"]
+    assert running and running[0] == 10 and all(k % 10 == 0 for k in running), running
+    killed_at = read_checkpoint(ckpt)["step"]
     assert killed_at < 300
     snakemake(run, "--unlock", *TINY, *longer)  # as a user types it: no --cores
     snakemake(run, target, "--cores", "1", *TINY, *longer)
     log = (run / "logs/pretrain/simclr/seed0.log").read_text()
     assert "resumed from" in log and f"at step {killed_at} of 300" in log, log
+    assert progress_steps(log) == list(range(killed_at + 10, 301, 10)), log
     history = pd.read_csv(run / "results/pretrain/simclr/seed0/history.csv")
     steps = history["step"].tolist()
     assert steps == sorted(set(steps)) and steps[-1] == 300, steps  # one continuous curve, no restart

@@ -10,9 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tmf.data.minifrance import CITY_NAMES, N_CLASSES, REPRESENTATIVENESS_IDS, SPLITS
-
-COUNT_COLUMNS = tuple(f"count_{i}" for i in range(N_CLASSES))
+from tmf.data.minifrance import CITY_NAMES, REPRESENTATIVENESS_IDS, SPLITS
+from tmf.data.packed import COUNT_COLUMNS
 
 
 def _check_counts(manifest: pd.DataFrame) -> None:

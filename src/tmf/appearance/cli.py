@@ -19,7 +19,7 @@ def register(sub) -> None:
     p = sub.add_parser("appearance-encode", help="encode every sub-tile with a CNN (features.npy + encoder.json)")
     p.add_argument("--encoder", required=True, help="random-<arch>, imagenet-<arch> or ssl-<method>")
     p.add_argument("--manifest", required=True, help="data/tinyminifrance/manifest.csv")
-    p.add_argument("--packed", required=True, help="data/tinyminifrance/packed/images.npy")
+    p.add_argument("--packed", required=True, help="data/tinyminifrance/packed (or its images.npy)")
     p.add_argument("--out", required=True, help="results/appearance/<encoder>/features.npy")
     p.add_argument("--weights", default="", help="weights file (imagenet: overrides appearance.weights.<arch>; "
                    "ssl: the pretraining stage's encoder.pt)")
@@ -83,31 +83,12 @@ def _cfg(args) -> dict:
     return section_arg(args.cfg, args.params, "appearance")
 
 
-def _read_manifest(path):
-    import pandas as pd
+def _open(args):
+    """The manifest and the memory-mapped packed images (tmf.data.packed checks them)."""
+    from tmf.data.packed import open_packed
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"manifest not found: {path}")
-    m = pd.read_csv(path, keep_default_na=False)
-    for col in ("id", "city", "split"):
-        if col not in m.columns:
-            raise ValueError(f"{path}: no column {col!r} (docs/file-formats.md)")
-    return m
-
-
-def _read_images(path, n: int):
-    import numpy as np
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"packed images not found: {path}")
-    images = np.load(path, mmap_mode="r")
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise ValueError(f"{path}: expected uint8 (N, S, S, 3), got {images.dtype} {images.shape}")
-    if len(images) != n:
-        raise ValueError(f"{path}: {len(images)} images but the manifest has {n} rows")
-    return images
+    packed = open_packed(args.manifest, args.packed)
+    return packed.manifest, packed.images
 
 
 def _weights_for(encoder: str, cli_weights: str, cfg: dict) -> str:
@@ -134,8 +115,7 @@ def _encode(args) -> int:
     cfg = _cfg(args)
     out = Path(args.out)
     info_path = out.parent / "encoder.json"
-    manifest = _read_manifest(args.manifest)
-    images = _read_images(args.packed, len(manifest))
+    manifest, images = _open(args)
     weights = _weights_for(args.encoder, args.weights, cfg)
     info = {"encoder": args.encoder, "weights": weights, "feature_layer": cfg["feature_layer"],
             "input_size": cfg["input_size"], "n": int(len(manifest))}
@@ -198,10 +178,11 @@ def _score(args) -> int:
     import numpy as np
 
     from tmf.appearance.analysis import run_scores, skipped_outputs
+    from tmf.data.packed import read_manifest
     from tmf.io import read_json
 
     cfg = _cfg(args)
-    manifest = _read_manifest(args.manifest)
+    manifest = read_manifest(args.manifest)
     info_path = Path(args.encoder_info) if args.encoder_info else Path(args.out_dir) / "encoder.json"
     info = read_json(info_path) if info_path.is_file() else {}
     embeddings = {}
@@ -241,8 +222,7 @@ def _overlay(args) -> int:
     folder = args.overlay_dir or cfg.get("overlay_dir", "")
     if not folder:
         raise ValueError("appearance-overlay: no folder given (--overlay-dir or appearance.overlay_dir)")
-    manifest = _read_manifest(args.manifest)
-    images = _read_images(args.packed, len(manifest))
+    manifest, images = _open(args)
     feats = np.load(args.features)
     seed = args.seed if args.seed is not None else cfg["seeds"][0]
     if feats.size == 0:
@@ -274,8 +254,7 @@ def _classes(args) -> int:
     from tmf.appearance.figures import class_histogram_figure, colour_histogram_figure
     from tmf.io import write_csv
 
-    manifest = _read_manifest(args.manifest)
-    images = _read_images(args.packed, len(manifest))
+    manifest, images = _open(args)
     out = Path(args.out_dir)
     city = city_class_histograms(manifest)
     split = split_class_histograms(manifest)

@@ -248,6 +248,7 @@ def appearance_figures(manifest_path, result_dir, out_dir=None, seed=None, overl
     """Draw every appearance figure of one encoder from its result folder (docs/appearance.md)."""
     from tmf.appearance.analysis import load_surfaces
     from tmf.appearance.classes import subtile_class_shares
+    from tmf.data.packed import read_manifest
 
     result_dir = Path(result_dir)
     out_dir = Path(out_dir) if out_dir else result_dir / "figures"
@@ -256,7 +257,7 @@ def appearance_figures(manifest_path, result_dir, out_dir=None, seed=None, overl
     if summary.get("status") != "ok":
         msg = f"encoder {summary.get('encoder')} skipped: {summary.get('reason', '')}"
         return [placeholder_figure(out_dir / f"{n}.png", n.replace("_", " "), msg, dpi) for n in names]
-    manifest = pd.read_csv(manifest_path, keep_default_na=False)
+    manifest = read_manifest(manifest_path)
     seed = summary["seeds"][0] if seed is None else seed
     emb = np.load(result_dir / f"embedding_seed{seed}.npy")
     surf = load_surfaces(result_dir / f"surfaces_seed{seed}.npz")

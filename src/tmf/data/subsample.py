@@ -19,12 +19,10 @@ import pandas as pd
 
 from tmf.config import ParamsError
 from tmf.data.minifrance import CLASSES, N_CLASSES, SPLITS, city_rank
+from tmf.data.packed import COUNT_COLUMNS, MANIFEST_COLUMNS, array_path, read_manifest
 
 log = logging.getLogger(__name__)
 
-COUNT_COLUMNS = [f"count_{i}" for i in range(N_CLASSES)]
-MANIFEST_COLUMNS = ["id", "city", "split", "tile", "row_off", "col_off", "height", "width", "image", "label",
-                    "has_label", *COUNT_COLUMNS]
 # carried by select_subtiles' frame for the writer, never written to manifest.csv
 SOURCE_COLUMNS = ["source_image", "source_label"]
 
@@ -244,17 +242,6 @@ def write_tinyminifrance(manifest: pd.DataFrame, raw_root: str | Path, out_root:
     return out
 
 
-def read_manifest(path: str | Path) -> pd.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"manifest not found: {path}")
-    df = pd.read_csv(path, dtype={"label": str, "image": str, "id": str, "tile": str}, keep_default_na=False)
-    missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}")
-    return df
-
-
 def _pack_rows(images_path: str, labels_path: str, base: str, rows: list[tuple[int, str, str, int]],
                h: int, w: int) -> None:
     """Fill rows of the packed arrays (opened as memory maps) from the crops."""
@@ -308,7 +295,7 @@ def pack(manifest_path: str | Path, out_dir: str | Path, workers: int = 1) -> tu
         raise ValueError(f"{manifest_path}: sub-tiles of several sizes {sorted(sizes)}; pack needs one size")
     h, w = (int(v) for v in sizes.pop())
     rows = [(i, r.image, r.label, int(r.has_label)) for i, r in enumerate(df.itertuples(index=False))]
-    images_path, labels_path = out_dir / "images.npy", out_dir / "labels.npy"
+    images_path, labels_path = array_path(out_dir, "images"), array_path(out_dir, "labels")
     with atomic_path(images_path, suffix=".npy") as ti, atomic_path(labels_path, suffix=".npy") as tl:
         np.lib.format.open_memmap(ti, mode="w+", dtype=np.uint8, shape=(len(df), h, w, 3)).flush()
         np.lib.format.open_memmap(tl, mode="w+", dtype=np.uint8, shape=(len(df), h, w)).flush()

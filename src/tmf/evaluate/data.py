@@ -1,8 +1,7 @@
-"""Evaluation data: sub-tiles from the packed arrays + manifest, label pools, nested label fractions.
+"""Evaluation data: label pools, nested label fractions and targets over the rows of tinyMiniFrance.
 
-Files (docs/file-formats.md): ``packed/images.npy`` uint8 ``(N, S, S, 3)`` and ``packed/labels.npy`` uint8
-``(N, S, S)`` in manifest order (memory-mapped here), ``manifest.csv`` one row per sub-tile with ``split``,
-``city``, ``has_label`` and ``count_0 … count_15``.
+The manifest and the packed arrays are opened and checked by :func:`tmf.data.packed.open_packed`; the pools here
+are row numbers of its manifest (``split``, ``city``, ``has_label`` and ``count_0 … count_15``).
 
 Splits follow SPEC.md §5 (seed 004 §2.3): supervision from the labeled cities only, the unlabeled cities for
 semi-supervised terms, scores on the test cities. The "oracle" baseline (seed 004 Table 3.1) also takes the labels
@@ -12,57 +11,13 @@ of the unlabeled cities, which exist for the synthetic data but not for the publ
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from tmf.data.minifrance import CITY_NAMES, IGNORE_INDEX, SCORED_IDS, cities_in, scored_label_map
+from tmf.data.minifrance import IGNORE_INDEX, SCORED_IDS, cities_in, scored_label_map
 
-COUNT_COLUMNS = tuple(f"count_{i}" for i in range(16))
 SCORED_COUNT_COLUMNS = tuple(f"count_{i}" for i in SCORED_IDS)
-
-
-@dataclass
-class Packed:
-    """The manifest and its memory-mapped arrays (rows aligned)."""
-
-    manifest: pd.DataFrame
-    images: np.ndarray  # uint8 (N, S, S, 3)
-    labels: np.ndarray  # uint8 (N, S, S), MiniFrance ids
-
-    @property
-    def size(self) -> int:
-        return int(self.images.shape[1])
-
-
-def load_packed(manifest: str | Path, packed: str | Path) -> Packed:
-    """Read ``manifest.csv`` and memory-map ``packed/{images,labels}.npy``; check that they agree."""
-    manifest, packed = Path(manifest), Path(packed)
-    if not manifest.is_file():
-        raise FileNotFoundError(f"manifest not found: {manifest}")
-    frame = pd.read_csv(manifest, keep_default_na=False)
-    missing = [c for c in ("id", "city", "split", "has_label", *COUNT_COLUMNS) if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{manifest}: missing columns {missing}")
-    unknown = sorted(set(frame["city"]) - set(CITY_NAMES))
-    if unknown:
-        raise ValueError(f"{manifest}: unknown cities {unknown}")
-    arrays = {}
-    for name in ("images", "labels"):
-        path = packed / f"{name}.npy"
-        if not path.is_file():
-            raise FileNotFoundError(f"packed array not found: {path}")
-        arrays[name] = np.load(path, mmap_mode="r")
-    images, labels = arrays["images"], arrays["labels"]
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise ValueError(f"{packed / 'images.npy'}: expected uint8 (N, S, S, 3), got {images.dtype} {images.shape}")
-    if labels.shape != images.shape[:3] or labels.dtype != np.uint8:
-        raise ValueError(f"{packed / 'labels.npy'}: expected uint8 {images.shape[:3]}, got {labels.dtype} {labels.shape}")
-    if len(frame) != len(images):
-        raise ValueError(f"{manifest} has {len(frame)} rows but {packed / 'images.npy'} has {len(images)} sub-tiles")
-    return Packed(frame, images, labels)
 
 
 def scored_pixels(frame: pd.DataFrame) -> np.ndarray:
@@ -163,6 +118,6 @@ def ids_from_targets(t: np.ndarray) -> np.ndarray:
 
 
 __all__ = [
-    "IGNORE_INDEX", "Packed", "load_packed", "scored_pixels", "dominant_class", "label_pool", "unlabeled_pool",
+    "IGNORE_INDEX", "scored_pixels", "dominant_class", "label_pool", "unlabeled_pool",
     "scoring_pool", "fraction_count", "nested_fraction", "targets", "ids_from_targets",
 ]

@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from tmf.data.minifrance import IGNORE_INDEX, SCORED_IDS
+from tmf.data.packed import Packed
 from tmf.device import autocast, memory_format
-from tmf.evaluate.data import Packed, targets
+from tmf.evaluate.data import targets
 from tmf.evaluate.metrics import scores
 from tmf.models.resnet import build_backbone, normalise_uint8
 

@@ -28,8 +28,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from tmf.data.packed import Packed
 from tmf.device import autocast, memory_format
-from tmf.evaluate.data import Packed, label_pool, nested_fraction, scoring_pool, unlabeled_pool
+from tmf.evaluate.data import label_pool, nested_fraction, scoring_pool, unlabeled_pool
 from tmf.evaluate.engine import (
     N_SCORED,
     TrainPool,

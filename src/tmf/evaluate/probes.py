@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from tmf.data.minifrance import SCORED_IDS
+from tmf.data.packed import Packed
 from tmf.device import autocast, memory_format
-from tmf.evaluate.data import Packed, dominant_class, label_pool, nested_fraction, scoring_pool
+from tmf.evaluate.data import dominant_class, label_pool, nested_fraction, scoring_pool
 from tmf.evaluate.engine import (
     N_SCORED,
     TrainPool,

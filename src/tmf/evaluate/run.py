@@ -52,8 +52,8 @@ def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: st
     (validated, defaults filled). ``encoder``: an encoder file, or ``None`` for random initialisation."""
     import torch
 
+    from tmf.data.packed import open_packed
     from tmf.device import configure, resolve_device, seed_everything
-    from tmf.evaluate.data import load_packed
     from tmf.evaluate.engine import load_encoder
     from tmf.evaluate.finetune import HEAD_OF_PROTOCOL, run_finetune
     from tmf.evaluate.probes import run_linear, run_scene
@@ -71,7 +71,7 @@ def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: st
     dev = resolve_device(device)
     configure(dev, threads)
     seed_everything(seed)
-    data = load_packed(manifest, packed)
+    data = open_packed(manifest, packed)
     backbone = load_encoder(cfg["backbone"], encoder)
     t0 = time.perf_counter()
     if protocol in FINETUNE_PROTOCOLS:

@@ -31,9 +31,10 @@ def class_share_bars(comparison: pd.DataFrame, dpi: int = 110):
 def subtile_mosaic(manifest_csv: str | Path, packed_dir: str | Path, per_split: int = 6, seed: int = 0,
                    dpi: int = 110):
     """A few sub-tiles of each split, image above its label map in the class colours."""
-    manifest = pd.read_csv(manifest_csv)
-    images = np.load(Path(packed_dir) / "images.npy", mmap_mode="r")
-    labels = np.load(Path(packed_dir) / "labels.npy", mmap_mode="r")
+    from tmf.data.packed import open_packed
+
+    packed = open_packed(manifest_csv, packed_dir)
+    manifest, images, labels = packed.manifest, packed.images, packed.labels
     rng = np.random.default_rng(seed)
     splits = ["labeled", "unlabeled", "test"]
     fig, axes = plt.subplots(2 * len(splits), per_split, figsize=(1.6 * per_split, 3.3 * len(splits)), dpi=dpi)

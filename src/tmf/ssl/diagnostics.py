@@ -1,5 +1,5 @@
-"""Embedding diagnostics logged during pretraining: alignment, uniformity (Wang & Isola 2020; seed 000 §3.2,
-Table 3.3) and effective rank (Roy & Vetterli 2007; the "embedding rank" of seed 002 Table III)."""
+"""Embedding diagnostics of pretraining: alignment, uniformity (Wang & Isola 2020; seed 000 §3.2, Table 3.3) and
+effective rank (Roy & Vetterli 2007; the "embedding rank" of seed 002 Table III), on a fixed held batch."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import torch
 
 from .losses.contrastive import alignment, uniformity
 
-__all__ = ["alignment", "uniformity", "effective_rank"]
+__all__ = ["alignment", "uniformity", "effective_rank", "embedding_diagnostics", "held_batch_diagnostics"]
+
+DIAGNOSTIC_SEED = 20_231_123  # the held batch and its views are the same for every method and seed
 
 
 @torch.no_grad()
@@ -23,3 +25,47 @@ def effective_rank(z: torch.Tensor) -> float:
     p = s / total
     p = p[p > 0]
     return float(torch.exp(-(p * p.log()).sum()))
+
+
+def embedding_diagnostics(h_a: torch.Tensor, h_b: torch.Tensor, t: float = 2.0) -> dict[str, float]:
+    """Alignment and uniformity (Wang & Isola 2020, α = 2, t = 2) of the L2-normalised features of two views,
+    and the effective rank (Roy & Vetterli 2007) of the first view's feature matrix."""
+    return {"alignment": float(alignment(h_a, h_b)), "uniformity": float(uniformity(h_a, t=t)),
+            "effective_rank": float(effective_rank(h_a)), "n_held": int(h_a.shape[0]), "feature_dim": int(h_a.shape[1])}
+
+
+@torch.no_grad()
+def held_batch_diagnostics(method, feed, crop_size: int, aug, n_held: int, device: torch.device) -> dict[str, float]:
+    """:func:`embedding_diagnostics` of the backbone's pooled features on a fixed held batch (the same images and
+    views for every method and seed), the model in eval mode (batch-norm running statistics)."""
+    from tmf import device as devmod
+    from tmf.ssl.augment import make_views
+    from tmf.ssl.views import view_dtype_for
+
+    g = torch.Generator().manual_seed(DIAGNOSTIC_SEED)
+    n = min(n_held, feed.n)
+    pos = torch.randperm(feed.n, generator=g)[:n]
+    if feed.on_device:
+        pos = pos.to(device)
+    imgs = feed.gather(pos)
+    ga = torch.Generator(device=device).manual_seed(DIAGNOSTIC_SEED)
+
+    class _Spec:
+        size_factor, scale = 1.0, (0.2, 1.0)
+
+    mf = devmod.memory_format(device)
+    va, vb = make_views(imgs, [_Spec, _Spec], crop_size, aug, ga, memory_format=mf, out_dtype=view_dtype_for(device))
+    backbone = method.backbone
+    was = backbone.training
+    backbone.eval()
+    try:
+        feats = []
+        for v in (va, vb):
+            chunks = []
+            for i in range(0, n, 256):
+                with devmod.autocast(device):
+                    chunks.append(backbone.features(v[i:i + 256]).float())
+            feats.append(torch.cat(chunks))
+    finally:
+        backbone.train(was)
+    return embedding_diagnostics(feats[0].cpu(), feats[1].cpu())

@@ -1,9 +1,10 @@
-"""The pretraining data feed: the packed tinyMiniFrance array, read once, sampled by seeded index batches.
+"""The pretraining data feed: the rows of the pretraining splits of tinyMiniFrance, sampled by seeded index batches.
 
-``data/tinyminifrance/packed/images.npy`` (uint8 ``(N, S, S, 3)``, rows in manifest order; docs/file-formats.md)
-is memory-mapped; the rows of the pretraining splits are chosen from ``manifest.csv``. On a CUDA device with
-room the selected rows are copied to the device once, as uint8, so a training step only gathers rows on the
-device (no per-sample decoding, no host round trip). On the CPU the rows are gathered from the memory map.
+The packed images (uint8 ``(N, S, S, 3)``, rows in manifest order; docs/file-formats.md) come memory-mapped from
+:func:`tmf.data.packed.open_packed`, which has checked them; the rows of ``pretrain.splits`` are chosen there. On a
+CUDA device with room the selected rows are copied to the device once, as uint8, so a training step only gathers
+rows on the device (no per-sample decoding, no host round trip). On the CPU the rows are gathered from the memory
+map.
 
 Batches are a pure function of (seed, step): epoch e uses the permutation ``randperm(n)`` of a generator seeded
 with ``seed`` and ``e``, so a resumed run and every data-parallel rank see exactly the indices of an
@@ -12,32 +13,10 @@ uninterrupted single-process run, without sampler state to checkpoint.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
-PRETRAIN_SPLITS = ("labeled", "unlabeled", "test")
-
-
-def select_rows(manifest, splits) -> np.ndarray:
-    """Row numbers (manifest order = packed order) of the sub-tiles in ``splits``."""
-    import pandas as pd
-
-    if isinstance(manifest, str | Path):
-        path = Path(manifest)
-        if not path.exists():
-            raise FileNotFoundError(f"manifest not found: {path}")
-        manifest = pd.read_csv(path)
-    if "split" not in manifest.columns:
-        raise ValueError("manifest has no 'split' column")
-    bad = sorted(set(splits) - set(PRETRAIN_SPLITS))
-    if bad:
-        raise ValueError(f"pretrain.splits: unknown split(s) {bad}; expected a subset of {list(PRETRAIN_SPLITS)}")
-    rows = np.flatnonzero(manifest["split"].isin(list(splits)).to_numpy())
-    if rows.size == 0:
-        raise ValueError(f"pretrain.splits {list(splits)}: no sub-tile of the manifest is in these splits")
-    return rows
+from tmf.data.packed import Packed
 
 
 class PackedFeed:
@@ -47,18 +26,13 @@ class PackedFeed:
     ``max_device_fraction`` of its free memory; ``True`` forces it, ``False`` keeps them on the host.
     """
 
-    def __init__(self, packed_dir: str | Path, manifest, splits=("labeled", "unlabeled"),
-                 device: torch.device | str = "cpu", seed: int = 0, device_cache="auto",
-                 max_device_fraction: float = 0.5):
-        path = Path(packed_dir) / "images.npy"
-        if not path.exists():
-            raise FileNotFoundError(f"packed images not found: {path}")
-        arr = np.load(path, mmap_mode="r")
-        if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3 or arr.shape[1] != arr.shape[2]:
-            raise ValueError(f"{path}: expected uint8 (N, S, S, 3), got {arr.dtype} {arr.shape}")
-        self.rows = select_rows(manifest, splits)
-        if self.rows.max() >= arr.shape[0]:
-            raise ValueError(f"{path}: {arr.shape[0]} rows, but the manifest selects row {self.rows.max()}")
+    def __init__(self, packed: Packed, splits=("labeled", "unlabeled"), device: torch.device | str = "cpu",
+                 seed: int = 0, device_cache="auto", max_device_fraction: float = 0.5):
+        arr = packed.images
+        try:
+            self.rows = packed.rows(splits)
+        except ValueError as e:
+            raise ValueError(f"pretrain.splits: {e}") from None
         self.device = torch.device(device)
         self.seed = int(seed)
         self.size = int(arr.shape[1])

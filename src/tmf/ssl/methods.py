@@ -18,8 +18,6 @@ from __future__ import annotations
 import copy
 import functools
 import math
-from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,89 +25,20 @@ from torch import nn
 
 from tmf.ssl import distributed as D
 from tmf.ssl import losses as L
+from tmf.ssl.method_base import (
+    TWO_VIEWS,
+    CropSpec,
+    QueuedMethod,
+    SSLMethod,
+    StepOutput,
+    ema_update,
+    frozen_copy,
+    mlp,
+    unit_rows,
+)
 
-
-@dataclass(frozen=True)
-class CropSpec:
-    """One view per image: crop side = round(size_factor · pretrain.crop_size); ``scale``: area fraction range of
-    the random resized crop."""
-
-    size_factor: float
-    scale: tuple[float, float]
-
-
-@dataclass
-class StepOutput:
-    """``loss``: the scalar to minimise; ``z_a``, ``z_b``: L2-normalised embeddings (detached) of the first two
-    views, for diagnostics; ``logs``: extra scalars (floats or 0-dim detached tensors, read only when logged)."""
-
-    loss: torch.Tensor
-    z_a: torch.Tensor
-    z_b: torch.Tensor
-    logs: dict[str, Any] = field(default_factory=dict)
-
-
-TWO_VIEWS = (CropSpec(1.0, (0.2, 1.0)), CropSpec(1.0, (0.2, 1.0)))
-
-
-def mlp(in_dim: int, hidden_dim: int, out_dim: int, n_layers: int = 2, batch_norm: bool = False) -> nn.Sequential:
-    """Projection / prediction head: (n_layers − 1) × [Linear → (BatchNorm1d) → ReLU] then Linear.
-    SimCLR / MoCo-v2: 2 layers without BN; BYOL: 2 layers with BN; Barlow Twins: 3 layers with BN."""
-    layers: list[nn.Module] = []
-    d = in_dim
-    for _ in range(n_layers - 1):
-        layers.append(nn.Linear(d, hidden_dim, bias=not batch_norm))
-        if batch_norm:
-            layers.append(nn.BatchNorm1d(hidden_dim))
-        layers.append(nn.ReLU(inplace=True))
-        d = hidden_dim
-    layers.append(nn.Linear(d, out_dim))
-    return nn.Sequential(*layers)
-
-
-def _frozen_copy(module: nn.Module) -> nn.Module:
-    target = copy.deepcopy(module)
-    for p in target.parameters():
-        p.requires_grad_(False)
-    return target
-
-
-@torch.no_grad()
-def ema_update(online: nn.Module, target: nn.Module, momentum: float) -> None:
-    """target ← m · target + (1 − m) · online, parameter by parameter (buffers are the target's own)."""
-    t_params = list(target.parameters())
-    o_params = [p.detach() for p in online.parameters()]
-    torch._foreach_mul_(t_params, momentum)
-    torch._foreach_add_(t_params, o_params, alpha=1.0 - momentum)
-
-
-def _unit(z: torch.Tensor) -> torch.Tensor:
-    return F.normalize(z.detach().float(), dim=1)
-
-
-class SSLMethod(nn.Module):
-    """Base class: a backbone and the method's parameters ``cfg`` (defaults filled)."""
-
-    name: str = ""
-
-    def __init__(self, backbone: nn.Module, cfg: dict):
-        super().__init__()
-        self.backbone = backbone
-        self.cfg = dict(cfg)
-        if isinstance(getattr(backbone, "fc", None), nn.Module):
-            backbone.fc.requires_grad_(False)  # the ImageNet classifier takes no part in self-supervised training
-        self.feat_dim = int(backbone.out_dim)
-
-    def crop_specs(self) -> list[CropSpec]:
-        return list(TWO_VIEWS)
-
-    def update_targets(self, progress: float) -> None:
-        """Called after each optimizer step with progress = step / total steps in [0, 1]."""
-
-    def _check_views(self, views: list[torch.Tensor]) -> None:
-        n_specs = len(self.crop_specs())
-        if len(views) != n_specs:
-            raise ValueError(f"{self.name}: expected {n_specs} views (one per crop spec), got {len(views)}")
+__all__ = ["METHODS", "CropSpec", "SSLMethod", "StepOutput", "TWO_VIEWS", "build_method", "default_method_cfg",
+           "ema_update", "mlp"]
 
 
 class _Projected(SSLMethod):
@@ -131,7 +60,7 @@ class _Projected(SSLMethod):
         self._check_views(views)
         z_a, z_b = self.embed(views[0]), self.embed(views[1])
         loss = self.loss(D.gather(z_a.float()), D.gather(z_b.float()))
-        return StepOutput(loss, _unit(z_a), _unit(z_b))
+        return StepOutput(loss, unit_rows(z_a), unit_rows(z_b))
 
 
 class SimCLR(_Projected):
@@ -233,7 +162,7 @@ class HyDeS(SSLMethod):
             for k, i in enumerate(idx):
                 z[i] = out[k * n:(k + 1) * n]
         loss = L.hydes([D.gather(t.float()) for t in z], self.cfg["kappa"], self.cfg["local_weight"])
-        return StepOutput(loss, _unit(z[0]), _unit(z[1]))
+        return StepOutput(loss, unit_rows(z[0]), unit_rows(z[1]))
 
 
 class BYOL(SSLMethod):
@@ -247,8 +176,8 @@ class BYOL(SSLMethod):
         h, p = cfg["hidden_dim"], cfg["proj_dim"]
         self.projector = mlp(self.feat_dim, h, p, 2, batch_norm=True)
         self.predictor = mlp(p, h, p, 2, batch_norm=True)
-        self.target_backbone = _frozen_copy(backbone)
-        self.target_projector = _frozen_copy(self.projector)
+        self.target_backbone = frozen_copy(backbone)
+        self.target_projector = frozen_copy(self.projector)
         self.momentum = float(cfg["momentum"])
 
     def momentum_at(self, progress: float) -> float:
@@ -264,7 +193,7 @@ class BYOL(SSLMethod):
             ta = self.target_projector(self.target_backbone.features(views[0]))
             tb = self.target_projector(self.target_backbone.features(views[1]))
         loss = L.byol(pa.float(), tb.float()) + L.byol(pb.float(), ta.float())
-        return StepOutput(loss, _unit(za), _unit(zb), {"momentum": self.momentum})
+        return StepOutput(loss, unit_rows(za), unit_rows(zb), {"momentum": self.momentum})
 
     def update_targets(self, progress: float) -> None:
         self.momentum = self.momentum_at(progress)
@@ -272,27 +201,7 @@ class BYOL(SSLMethod):
         ema_update(self.projector, self.target_projector, self.momentum)
 
 
-class _Queued(SSLMethod):
-    """EMA key encoder (constant momentum) and ring-buffer queues of normalised keys (registered buffers, so they
-    follow the device and the checkpoint)."""
-
-    def _init_queue(self, name: str, size: int, dim: int) -> None:
-        g = torch.Generator().manual_seed(0)
-        self.register_buffer(f"{name}_queue", F.normalize(torch.randn(size, dim, generator=g), dim=1))
-        self.register_buffer(f"{name}_ptr", torch.zeros((), dtype=torch.long))
-
-    @torch.no_grad()
-    def _enqueue(self, name: str, keys: torch.Tensor) -> None:
-        queue: torch.Tensor = getattr(self, f"{name}_queue")
-        ptr: torch.Tensor = getattr(self, f"{name}_ptr")
-        size = queue.shape[0]
-        keys = keys.detach().to(queue.dtype)[-size:]  # a batch larger than the queue keeps its last keys
-        idx = (ptr + torch.arange(keys.shape[0], device=queue.device)) % size  # on the device: no host sync
-        queue.index_put_((idx,), keys)
-        ptr.add_(keys.shape[0]).remainder_(size)
-
-
-class MoCoV2(_Queued):
+class MoCoV2(QueuedMethod):
     """MoCo-v2: query = backbone → 2-layer MLP; key = EMA copy (m = 0.999); InfoNCE against the queue (τ = 0.2);
     the batch's keys are enqueued after the loss."""
 
@@ -301,8 +210,8 @@ class MoCoV2(_Queued):
     def __init__(self, backbone: nn.Module, cfg: dict):
         super().__init__(backbone, cfg)
         self.projector = mlp(self.feat_dim, cfg["hidden_dim"], cfg["proj_dim"])
-        self.key_backbone = _frozen_copy(backbone)
-        self.key_projector = _frozen_copy(self.projector)
+        self.key_backbone = frozen_copy(backbone)
+        self.key_projector = frozen_copy(self.projector)
         self._init_queue("key", int(cfg["queue_size"]), cfg["proj_dim"])
 
     def forward(self, views: list[torch.Tensor]) -> StepOutput:
@@ -313,7 +222,7 @@ class MoCoV2(_Queued):
         k_all = D.gather(k)
         loss = L.moco_infonce(D.gather(q.float()), k_all, self.key_queue.clone(), self.cfg["temperature"])
         self._enqueue("key", k_all)
-        return StepOutput(loss, _unit(q), _unit(k))
+        return StepOutput(loss, unit_rows(q), unit_rows(k))
 
     def update_targets(self, progress: float) -> None:
         m = float(self.cfg["momentum"])
@@ -321,7 +230,7 @@ class MoCoV2(_Queued):
         ema_update(self.projector, self.key_projector, m)
 
 
-class _Dense(_Queued):
+class _Dense(QueuedMethod):
     """DenseCL and its OT matchings (seed 000 §3.3): global MLP head on the pooled last block and a dense head
     (1×1 conv → ReLU → 1×1 conv) on ``backbone.feature_maps(x)[-1]``; EMA key encoder (m = 0.999); a global and a
     dense queue (pooled dense keys), or in-batch negatives when queue_size is 0."""
@@ -334,9 +243,9 @@ class _Dense(_Queued):
         self.projector = mlp(self.feat_dim, h, p)
         self.dense_projector = nn.Sequential(nn.Conv2d(self.feat_dim, h, 1), nn.ReLU(inplace=True),
                                              nn.Conv2d(h, p, 1))
-        self.key_backbone = _frozen_copy(backbone)
-        self.key_projector = _frozen_copy(self.projector)
-        self.key_dense_projector = _frozen_copy(self.dense_projector)
+        self.key_backbone = frozen_copy(backbone)
+        self.key_projector = frozen_copy(self.projector)
+        self.key_dense_projector = frozen_copy(self.dense_projector)
         self.queue_size = int(cfg["queue_size"])
         if self.queue_size > 0:
             self._init_queue("global", self.queue_size, p)
@@ -366,7 +275,7 @@ class _Dense(_Queued):
         if self.queue_size > 0:
             self._enqueue("global", g_k_all)
             self._enqueue("dense", F.normalize(f_k_all.mean(1), dim=1))
-        return StepOutput(loss, _unit(g_q), _unit(g_k))
+        return StepOutput(loss, unit_rows(g_q), unit_rows(g_k))
 
     def update_targets(self, progress: float) -> None:
         m = float(self.cfg["momentum"])
