@@ -203,24 +203,15 @@ def _comparable(cfg: dict, method: str) -> dict:
 # The run
 
 
-def _tracking():
-    try:
-        from tmf import tracking
-    except ModuleNotFoundError as e:  # tmf.tracking or mlflow missing (the GPU benchmark machine)
-        if e.name not in ("tmf.tracking", "mlflow"):
-            raise
-        return None
-    return tracking
-
-
 def pretrain(cfg: dict[str, Any], manifest, packed_dir, out_dir, *, method: str | None = None,
-             seed: int | None = None, device: str = "auto", tracking: dict | None = None,
+             seed: int | None = None, device: str = "auto", run=None,
              threads: int | None = None, method_factory: Callable[[nn.Module], nn.Module] | None = None,
              stop_after: int | None = None) -> dict[str, Any]:
     """Pretrain one (method, seed) and write ``encoder.pt``, ``metrics.json``, ``history.csv`` to ``out_dir``.
 
     ``cfg``: the validated ``pretrain`` params section. ``method``/``seed``: default the first of
-    ``cfg["methods"]``/``cfg["seeds"]``. ``tracking``: the ``tracking`` params section (None: no MLflow).
+    ``cfg["methods"]``/``cfg["seeds"]``. ``run``: the job's MLflow run (``args.run`` of ``tmf pretrain``, see
+    tmf.tracking.command) that the training curve is logged to; None: not logged.
     ``method_factory``: build the method from a backbone instead of the registry (tests, benchmarks).
     ``stop_after``: stop after this many steps without writing outputs, as if killed (tests of resumption).
     Returns the metrics (rank 0) or ``{}`` (other ranks).
@@ -236,14 +227,14 @@ def pretrain(cfg: dict[str, Any], manifest, packed_dir, out_dir, *, method: str 
     devmod.configure(dev, threads)
     D.init(info, dev)
     try:
-        return _run(cfg, manifest, packed_dir, out_dir, method, seed, dev, info, tracking, method_factory,
-                    stop_after)
+        return _run(cfg, manifest, packed_dir, out_dir, method, seed, dev, info, run if info.is_main else None,
+                    method_factory, stop_after)
     finally:
         if info.is_distributed and D.is_active():
             D.dist.destroy_process_group()
 
 
-def _run(cfg, manifest, packed_dir, out_dir, method_name, seed, dev, info, tracking_cfg, method_factory,
+def _run(cfg, manifest, packed_dir, out_dir, method_name, seed, dev, info, run, method_factory,
          stop_after):
     from tmf.models.resnet import build_backbone
 
@@ -309,97 +300,87 @@ def _run(cfg, manifest, packed_dir, out_dir, method_name, seed, dev, info, track
         # it), so DDP needs no extra search of the autograd graph for unused ones (find_unused_parameters).
         net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
-    run_name = f"pretrain[method={method_name},seed={seed}]"
-    tr = _tracking() if (tracking_cfg is not None and info.is_main) else None
-    params_logged = {"method": method_name, "seed": seed, **{k: v for k, v in cfg.items()
-                                                            if k not in ("methods", "seeds")}}
-    import contextlib
+    loss_acc = torch.zeros((), device=dev)
+    n_acc, t_win, steps_win = 0, time.perf_counter(), 0
+    t_start = time.perf_counter()
+    timed_images, timed_s = 0, 0.0
+    first_logged = False
+    source = _ViewSource(feed, specs, crop_size, aug, aug_gen, batch, info, mf, view_dtype, dev)
+    while step < total:
+        lr_factor = lr_at(step, total, 1.0, warmup, float(cfg.get("final_lr_ratio", 0.0)))
+        for g, b0 in zip(opt.param_groups, base_lrs, strict=True):
+            g["lr"] = b0 * lr_factor
+        views = source.views(step, total)
+        with devmod.autocast(dev):
+            out = net(views)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        opt.step()
+        model.update_targets(step / total)
+        loss_acc += out.loss.detach().float()
+        n_acc += 1
+        steps_win += 1
+        step += 1
+        if step % log_every == 0 or step == total:
+            mean_loss = float(D.all_reduce_mean(loss_acc / n_acc))  # the one host sync per log window
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            now = time.perf_counter()
+            ips = steps_win * batch / max(now - t_win, 1e-9)
+            if first_logged:  # the first window holds the warm-up (cudnn autotuning, allocations)
+                timed_images += steps_win * batch
+                timed_s += now - t_win
+            first_logged = True
+            row = {"step": step, "epoch": step / spe, "loss": mean_loss, "lr": float(cfg["lr"]) * lr_factor,
+                   "images_per_s": ips}
+            history.append(row)
+            if run is not None:
+                run.log_metrics({"loss": mean_loss, "lr": row["lr"], "images_per_s": ips,
+                                 **{f"method/{k}": float(v) for k, v in (out.logs or {}).items()}}, step=step)
+            if not math.isfinite(mean_loss):
+                raise FloatingPointError(f"pretraining {method_name} seed {seed}: loss is {mean_loss} at "
+                                         f"step {step}; lower pretrain.lr or check the method parameters")
+            loss_acc.zero_()
+            n_acc, steps_win, t_win = 0, 0, time.perf_counter()
+        if step % ckpt_every == 0 or step == total:
+            t_ck = time.perf_counter()
+            if info.is_main:
+                save_checkpoint(ckpt_path, {
+                    "version": 1, "method": method_name, "seed": seed, "params": cfg, "step": step,
+                    "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "schedule": {"total": total, "warmup": warmup, "steps_per_epoch": spe},
+                    "rng": _rng_state(source.generator_state()), "history": history,
+                    "elapsed_s": elapsed_before + time.perf_counter() - t_start})
+            if info.is_distributed:
+                D.dist.barrier()
+            t_win += time.perf_counter() - t_ck  # checkpoint time is not training throughput
+        if stop_after is not None and step >= stop_after and step < total:
+            return {"stopped_at": step}
 
-    run_cm = tr.job_run(run_name, params_logged, tracking_cfg) if tr else contextlib.nullcontext()
-    with run_cm as run:
-        loss_acc = torch.zeros((), device=dev)
-        n_acc, t_win, steps_win = 0, time.perf_counter(), 0
-        t_start = time.perf_counter()
-        timed_images, timed_s = 0, 0.0
-        first_logged = False
-        source = _ViewSource(feed, specs, crop_size, aug, aug_gen, batch, info, mf, view_dtype, dev)
-        while step < total:
-            lr_factor = lr_at(step, total, 1.0, warmup, float(cfg.get("final_lr_ratio", 0.0)))
-            for g, b0 in zip(opt.param_groups, base_lrs, strict=True):
-                g["lr"] = b0 * lr_factor
-            views = source.views(step, total)
-            with devmod.autocast(dev):
-                out = net(views)
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            opt.step()
-            model.update_targets(step / total)
-            loss_acc += out.loss.detach().float()
-            n_acc += 1
-            steps_win += 1
-            step += 1
-            if step % log_every == 0 or step == total:
-                mean_loss = float(D.all_reduce_mean(loss_acc / n_acc))  # the one host sync per log window
-                if dev.type == "cuda":
-                    torch.cuda.synchronize(dev)
-                now = time.perf_counter()
-                ips = steps_win * batch / max(now - t_win, 1e-9)
-                if first_logged:  # the first window holds the warm-up (cudnn autotuning, allocations)
-                    timed_images += steps_win * batch
-                    timed_s += now - t_win
-                first_logged = True
-                row = {"step": step, "epoch": step / spe, "loss": mean_loss, "lr": float(cfg["lr"]) * lr_factor,
-                       "images_per_s": ips}
-                history.append(row)
-                if run is not None and info.is_main:
-                    run.log_metrics({"loss": mean_loss, "lr": row["lr"], "images_per_s": ips,
-                                     **{f"method/{k}": float(v) for k, v in (out.logs or {}).items()}}, step=step)
-                if not math.isfinite(mean_loss):
-                    raise FloatingPointError(f"pretraining {method_name} seed {seed}: loss is {mean_loss} at "
-                                             f"step {step}; lower pretrain.lr or check the method parameters")
-                loss_acc.zero_()
-                n_acc, steps_win, t_win = 0, 0, time.perf_counter()
-            if step % ckpt_every == 0 or step == total:
-                t_ck = time.perf_counter()
-                if info.is_main:
-                    save_checkpoint(ckpt_path, {
-                        "version": 1, "method": method_name, "seed": seed, "params": cfg, "step": step,
-                        "model": model.state_dict(), "optimizer": opt.state_dict(),
-                        "schedule": {"total": total, "warmup": warmup, "steps_per_epoch": spe},
-                        "rng": _rng_state(source.generator_state()), "history": history,
-                        "elapsed_s": elapsed_before + time.perf_counter() - t_start})
-                if info.is_distributed:
-                    D.dist.barrier()
-                t_win += time.perf_counter() - t_ck  # checkpoint time is not training throughput
-            if stop_after is not None and step >= stop_after and step < total:
-                return {"stopped_at": step}
+    wall = elapsed_before + time.perf_counter() - t_start
+    if not info.is_main:
+        return {}
+    # throughput after the first log window; with a single window, that window's
+    images_per_s = timed_images / timed_s if timed_s > 0 else float(history[-1]["images_per_s"])
+    diag = held_batch_diagnostics(model, feed, crop_size, aug, int(cfg.get("held_batch", 512)), dev)
+    backbone_sd = {k: v.detach().cpu().contiguous() for k, v in model.backbone.state_dict().items()}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "encoder.pt") as tmp:
+        torch.save({"arch": cfg["backbone"], "method": method_name, "state_dict": backbone_sd}, tmp)
+    import pandas as pd
 
-        wall = elapsed_before + time.perf_counter() - t_start
-        if not info.is_main:
-            return {}
-        # throughput after the first log window; with a single window, that window's
-        images_per_s = timed_images / timed_s if timed_s > 0 else float(history[-1]["images_per_s"])
-        diag = held_batch_diagnostics(model, feed, crop_size, aug, int(cfg.get("held_batch", 512)), dev)
-        backbone_sd = {k: v.detach().cpu().contiguous() for k, v in model.backbone.state_dict().items()}
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out_dir / "encoder.pt") as tmp:
-            torch.save({"arch": cfg["backbone"], "method": method_name, "state_dict": backbone_sd}, tmp)
-        import pandas as pd
-
-        write_csv(out_dir / "history.csv", pd.DataFrame(history, columns=HISTORY_COLUMNS))
-        metrics = {
-            "method": method_name, "seed": seed, "arch": cfg["backbone"], "params": cfg,
-            "steps": step, "epochs": step / spe, "steps_per_epoch": spe, "batch_size": batch,
-            "n_images": feed.n, "world_size": info.world_size, "device": str(dev),
-            "final_loss": history[-1]["loss"], "images_per_s": images_per_s, "wall_s": wall,
-            "diagnostics": diag,
-        }
-        write_json(out_dir / "metrics.json", metrics)
-        if run is not None:
-            run.log_metrics({"final_loss": metrics["final_loss"], "images_per_s_mean": images_per_s,
-                             **{f"diag/{k}": float(v) for k, v in diag.items()}}, step=step)
-            for name in ("metrics.json", "history.csv"):
-                run.log_artifact(out_dir / name)
-        log.info("pretrained %s seed %d: %d steps, final loss %.4f, %.1f images/s", method_name, seed, step,
-                 metrics["final_loss"], images_per_s)
-        return metrics
+    write_csv(out_dir / "history.csv", pd.DataFrame(history, columns=HISTORY_COLUMNS))
+    metrics = {
+        "method": method_name, "seed": seed, "arch": cfg["backbone"], "params": cfg,
+        "steps": step, "epochs": step / spe, "steps_per_epoch": spe, "batch_size": batch,
+        "n_images": feed.n, "world_size": info.world_size, "device": str(dev),
+        "final_loss": history[-1]["loss"], "images_per_s": images_per_s, "wall_s": wall,
+        "diagnostics": diag,
+    }
+    write_json(out_dir / "metrics.json", metrics)
+    if run is not None:
+        run.log_metrics({"final_loss": metrics["final_loss"], "images_per_s_mean": images_per_s,
+                         **{f"diag/{k}": float(v) for k, v in diag.items()}}, step=step)
+    log.info("pretrained %s seed %d: %d steps, final loss %.4f, %.1f images/s", method_name, seed, step,
+             metrics["final_loss"], images_per_s)
+    return metrics
