@@ -176,6 +176,19 @@ def test_standalone_run_by_hand(workdir, monkeypatch):
         .startswith("https://mlflow.lab/#/experiments/")
 
 
+def test_by_hand_from_a_params_file(workdir):
+    """``--params FILE`` by hand: the file's tracking section decides; the file is the run's param and artifact."""
+    params = workdir / "my.yaml"
+    params.write_text("tracking: {experiment: tmf-test}\n")
+    assert _job(lambda a: 0, "pretrain", method="simclr", seed=0, params=str(params), cfg=None) == 0
+    run = _client().get_run(tracking.run_record("pretrain[method=simclr,seed=0]")["run_id"])
+    assert run.data.params == {"method": "simclr", "seed": "0", "params_file": str(params)}
+    assert [a.path for a in _client().list_artifacts(run.info.run_id)] == ["my.yaml"]
+    params.write_text("tracking: {enabled: false}\n")
+    assert _job(lambda a: 0, "pretrain", method="simclr", seed=0, params=str(params), cfg=None) == 0
+    assert tracking.run_record("pretrain[method=simclr,seed=0]") is None
+
+
 def test_failure_and_exit_status_mark_the_run_failed(workdir, monkeypatch):
     monkeypatch.setenv(tracking.CFG_ENV, json.dumps(ON))
 

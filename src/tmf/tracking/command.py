@@ -183,7 +183,8 @@ def _open(store: Store, cfg: Mapping[str, Any], args: Any, name: str) -> JobRun:
                   "server": store.server}
     write_record(run, "RUNNING")
     run.log_params({**ident, **({"cfg": cfg_arg} if cfg_arg else {})})
-    if getattr(args, "params", None) and not cfg_arg:
+    # by hand from a params file (a missing one is the handler's to report)
+    if getattr(args, "params", None) and not cfg_arg and Path(args.params).is_file():
         run.log_params({"params_file": args.params})
         run.log_artifact(args.params)
     return run
