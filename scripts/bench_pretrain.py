@@ -192,7 +192,7 @@ def main(argv=None) -> int:
         manifest, packed = make_data(tmp / "data", args.n_images, args.packed_size)
         t = time.perf_counter()
         m = pretrain(cfg, manifest, packed, tmp / "out", method=args.method, seed=0, device=args.device,
-                     tracking=None, threads=args.threads)
+                     threads=args.threads)
         real_wall = time.perf_counter() - t
         aug_ms = augment_only(cfg, args.method, manifest, packed, dev, timed, args.warmup)
         table = profile_augment(cfg, args.method, manifest, packed, dev) if args.profile_augment else ""

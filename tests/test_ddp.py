@@ -16,7 +16,6 @@ from tmf.models.resnet import build_backbone
 from tmf.ssl import distributed as D
 from tmf.ssl.train import pretrain
 
-OFF = {"enabled": False, "uri": "", "experiment": "tmf"}
 CFG = dict(steps=3, batch_size=8, log_every=1, checkpoint_every=2, optimizer="sgd", lr=0.02, warmup_steps=0)
 
 
@@ -65,7 +64,7 @@ def _worker(rank: int, world: int, port: int, manifest, packed, out, q) -> None:
         torch.save(_grads(model), out.parent / "grads64.pt")
     # 3. a whole run (pretrain finds the process group running and closes it at the end)
     pretrain(toy_cfg(**CFG, ddp=True, nproc=world), manifest, packed, out, method="toy", seed=0, device="cpu",
-             threads=1, method_factory=ToySimCLR, tracking=OFF)
+             threads=1, method_factory=ToySimCLR)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +73,7 @@ def runs(tmp_path_factory):
     manifest, packed, _ = make_packed(tmp / "data")
     one = tmp / "one"
     pretrain(toy_cfg(**CFG), manifest, packed, one, method="toy", seed=0, device="cpu", threads=1,
-             method_factory=ToySimCLR, tracking=OFF)
+             method_factory=ToySimCLR)
     two = tmp / "two"
     q = mp.get_context("spawn").SimpleQueue()
     mp.start_processes(_worker, args=(2, _free_port(), manifest, packed, two, q), nprocs=2, start_method="spawn")

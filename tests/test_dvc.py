@@ -125,6 +125,43 @@ def test_dvc_track_outside_git_and_outside_dvc(tmp_path: Path, mini: Path, capsy
     assert "not a DVC repository" in capsys.readouterr().err
 
 
+# What a killed atomic writer leaves: the notebook writer (tmf.report.notebook) killed while papermill ran.
+KILLED_WRITER = """
+import os, signal, sys
+from tmf.io import atomic_path
+with atomic_path(sys.argv[1], suffix=".ipynb") as tmp:
+    tmp.write_text('{"cells": []}')
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_leftovers_of_killed_jobs_are_never_versioned(mini: Path, caplog):
+    import sys
+
+    from tmf.io import TEMP_MARKER
+
+    proc = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(mini / "reports/notebooks/data.ipynb")])
+    assert proc.returncode == -9
+    (leftover,) = [p for p in (mini / "reports/notebooks").iterdir() if TEMP_MARKER in p.name]
+    (mini / "data/raw/archive.tar.part").write_text("half a download")
+    assert versioning.leftovers(mini, versioning.dvc_targets(mini)) == sorted([leftover,
+                                                                              mini / "data/raw/archive.tar.part"])
+    with caplog.at_level("WARNING"):
+        pointers = versioning.dvc_track(mini)
+    assert "reports/notebooks/" + leftover.name in caplog.text and "data/raw/archive.tar.part" in caplog.text
+    assert versioning.read_pointer(mini / "reports/notebooks.dvc")["nfiles"] == 1  # data.html only
+    assert versioning.read_pointer(mini / "data.dvc")["nfiles"] == 2  # raw/t1.tif, tiles.csv
+    assert set(pointers) >= {"reports/notebooks.dvc", "data.dvc"}
+    assert leftover.exists()  # reported, not deleted: the user decides
+
+    # a project whose .dvcignore does not leave them out: refused, naming the files, nothing versioned
+    (mini / ".dvcignore").write_text("checkpoint.pt\n")
+    (mini / "reports/notebooks.dvc").unlink()
+    with pytest.raises(ValueError, match=r"killed jobs left behind: .*" + leftover.name.replace(".", r"\.")):
+        versioning.dvc_track(mini, ["reports/notebooks"])
+    assert not (mini / "reports/notebooks.dvc").exists()
+
+
 def test_dvc_track_attaches_pointers_to_the_parent_run(mini: Path, monkeypatch, tmp_path: Path):
     from mlflow.tracking import MlflowClient
 

@@ -17,8 +17,6 @@ from tmf.ssl.diagnostics import embedding_diagnostics
 from tmf.ssl.optim import LARS, build_optimizer, param_groups
 from tmf.ssl.train import CHECKPOINT, pretrain
 
-OFF = {"enabled": False, "uri": "", "experiment": "tmf"}
-
 
 @pytest.fixture()
 def data(tmp_path):
@@ -30,7 +28,7 @@ def _run(data, out, **kw):
     manifest, packed = data
     cfg = kw.pop("cfg", toy_cfg())
     return pretrain(cfg, manifest, packed, out, method="toy", seed=kw.pop("seed", 0), device="cpu", threads=1,
-                    method_factory=ToySimCLR, tracking=kw.pop("tracking", OFF), **kw)
+                    method_factory=ToySimCLR, **kw)
 
 
 def _encoder(out):
@@ -118,7 +116,7 @@ def test_outputs_are_written_and_mlflow_disabled_path(data, tmp_path, monkeypatc
     assert h["lr"].iloc[0] == pytest.approx(0.3) and h["lr"].iloc[-1] < h["lr"].iloc[0]
     assert m["final_loss"] == pytest.approx(h["loss"].iloc[-1])
     assert (out / CHECKPOINT).exists()  # kept for a resumption
-    assert not (tmp_path / "results" / "mlflow" / "mlflow.db").exists()  # tracking off: no store
+    assert not (tmp_path / "results" / "mlflow" / "mlflow.db").exists()  # no run given: no store
 
 
 def test_same_seed_same_weights_other_seed_other_weights(data, tmp_path):
@@ -176,8 +174,7 @@ def test_multicrop_and_adamw(data, tmp_path):
 
     manifest, packed = data
     m = pretrain(toy_cfg(steps=2, optimizer="adamw", lr=1e-3, weight_decay=0.05, checkpoint_every=100), manifest, packed,
-                 tmp_path / "mc", method="toy", seed=0, device="cpu", threads=1, method_factory=factory,
-                 tracking=None)
+                 tmp_path / "mc", method="toy", seed=0, device="cpu", threads=1, method_factory=factory)
     assert m["steps"] == 2 and math.isfinite(m["final_loss"])
 
 

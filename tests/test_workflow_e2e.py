@@ -206,6 +206,33 @@ def test_failed_notebook_leaves_no_report(run: Path, tmp_path: Path):
     assert not list(tmp_path.glob(".out*"))
 
 
+def _checksums(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+def test_copied_project_tracks_into_itself(run: Path, tmp_path: Path):
+    """cp -a of the finished project and a job run again in the copy: every file of the original stays
+    byte-identical (MLflow keeps absolute artifact locations; they follow the copy's store)."""
+    import subprocess
+
+    from mlflow.tracking import MlflowClient
+
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-a", str(run), str(copy)], check=True)
+    before = _checksums(run)
+    snakemake(copy, "--cores", "2", *TINY, "--forcerun", "report_index")
+    assert _checksums(run) == before
+    client = MlflowClient(f"sqlite:///{copy}/results/mlflow/mlflow.db")
+    (job,) = client.search_runs([client.get_experiment_by_name("tmf").experiment_id],
+                                "attributes.run_name LIKE 'report-index%'", order_by=["attributes.start_time DESC"],
+                                max_results=1)
+    assert job.info.artifact_uri.startswith((copy / "results/mlflow/artifacts").as_uri())
+    assert {a.path for a in client.list_artifacts(job.info.run_id)} == {"index.html"}
+
+
 def progress_steps(log: str) -> list[int]:
     """The steps of a pretraining log's progress lines (step, loss, lr, images/s, time left)."""
     return [int(m) for m in re.findall(r"step (\d+)/\d+ \(\d+%\): loss \S+, lr \S+, \S+ images/s, about \S+ left", log)]
@@ -259,3 +286,13 @@ def test_killed_pretraining_resumes_when_the_workflow_runs_again(run: Path):
     steps = history["step"].tolist()
     assert steps == sorted(set(steps)) and steps[-1] == 300, steps  # one continuous curve, no restart
     assert json.loads((run / "results/pretrain/simclr/seed0/metrics.json").read_text())["steps"] == 300
+    # MLflow: the killed invocation's parent run and its killed job's run were marked FAILED when the next
+    # invocation started; no run is left RUNNING
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{run}/results/mlflow/mlflow.db")
+    exp = client.get_experiment_by_name("tmf").experiment_id
+    assert client.search_runs([exp], "attributes.status = 'RUNNING'") == []
+    failed = client.search_runs([exp], "attributes.status = 'FAILED'")
+    assert "pretrain[method=simclr,seed=0]" in {r.info.run_name for r in failed}
+    assert any(r.data.tags.get("tmf.workflow") == "true" for r in failed)

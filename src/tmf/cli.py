@@ -16,7 +16,7 @@ from tmf.config import ParamsError
 
 # Stage packages, in the order of the workflow's DAG.
 STAGES = ("tmf.data.cli", "tmf.appearance.cli", "tmf.ssl.cli", "tmf.evaluate.cli", "tmf.report.cli",
-          "tmf.tracking_cli")
+          "tmf.tracking.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,12 +48,25 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        rc = args.func(args)
+        return run_command(args)
     except (ParamsError, FileNotFoundError, ValueError) as e:
         # Bad input: a clear message naming the file or parameter, no traceback.
         print(f"tmf {args.command}: error: {e}", file=sys.stderr)
         return 2
-    return int(rc or 0)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the subcommand as one job: its MLflow run (:func:`tmf.tracking.command.job_run`: a child of the
+    workflow's parent run, a standalone run, or none) is handed to the handler as ``args.run`` and ends FAILED
+    when the handler raises or returns an exit status."""
+    from tmf.tracking.command import job_run
+
+    with job_run(args) as run:
+        args.run = run
+        rc = int(args.func(args) or 0)
+        if rc:
+            run.status = "FAILED"
+    return rc
 
 
 def add_cfg_arguments(p: argparse.ArgumentParser) -> None:

@@ -13,14 +13,19 @@ from typing import Any
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+#: in the name of every temporary that :func:`atomic_path` makes (``.<name>.tmf-tmp.<random><suffix>``): what a
+#: killed job leaves behind, which DVC never versions (``.dvcignore``) and ``tmf dvc-track`` reports
+TEMP_MARKER = ".tmf-tmp."
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path`` (its name holds :data:`TEMP_MARKER`); rename it onto ``path`` only
+    if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TEMP_MARKER}", suffix=suffix or path.suffix or ".tmp",
+                               dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions

@@ -11,7 +11,9 @@ What is tracked, one DVC pointer each (committed to git; the files themselves go
 
 ``results/`` and ``reports/`` are git-ignored by their own ``.gitignore`` (``/*``, ``!/*.dvc``), not by a
 ``/results/*`` line at the top: DVC does not look for pointers inside folders that git reports as ignored.
-``.dvcignore`` leaves out the training checkpoints (``checkpoint.pt``).
+``.dvcignore`` leaves out the training checkpoints (``checkpoint.pt``) and what killed jobs leave behind: the
+temporaries of ``tmf.io.atomic_path`` (names holding ``tmf.io.TEMP_MARKER``) and partial downloads (``*.part``).
+``tmf dvc-track`` lists such leftovers, and refuses to run if ``.dvcignore`` would let DVC version one.
 
 DVC takes a repository lock, so this must never run from parallel jobs: the workflow calls it once, from a local
 rule that waits for every other job. ``dvc add`` reads the files and leaves them untouched (``relink=False``: not
@@ -33,6 +35,23 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 #: entries of results/ that are never versioned by DVC
 UNTRACKED_RESULTS = frozenset({"mlflow"})
+
+
+def is_leftover(name: str) -> bool:
+    """A file name that only a killed job leaves behind: an atomic writer's temporary, a partial download."""
+    from tmf.io import TEMP_MARKER
+
+    return TEMP_MARKER in name or name.endswith(".part")
+
+
+def leftovers(root: str | Path, targets: Sequence[str]) -> list[Path]:
+    """The leftovers of killed jobs (:func:`is_leftover`) in the targets (under ``root``)."""
+    found = []
+    for t in targets:
+        p = Path(root) / t
+        files = [p] if p.is_file() else (q for q in p.rglob("*") if q.is_file() or q.is_symlink())
+        found += [q for q in files if is_leftover(q.name)]
+    return sorted(found)
 
 
 def dvc_targets(root: str | Path = ".") -> list[str]:
@@ -95,10 +114,19 @@ def dvc_track(root: str | Path = ".", targets: Sequence[str] | None = None) -> d
     config = None if is_git_worktree(root) else {"core": {"no_scm": True}}
     if config:
         log.warning("%s is not the top of a git work tree: DVC runs without git (no .gitignore entries)", root)
+    stale = leftovers(root, targets)
     cwd = os.getcwd()
     try:
         os.chdir(root)  # DVC resolves targets against the working directory
         with Repo(str(root), config=config) as repo:
+            versioned = [p for p in stale if not repo.dvcignore.is_ignored_file(str(p))]
+            if versioned:
+                raise ValueError(f"{root}: DVC would version what killed jobs left behind: "
+                                 f"{', '.join(str(p.relative_to(root)) for p in versioned)}; delete these files "
+                                 "(they are never results) or restore the project's .dvcignore")
+            if stale:
+                log.warning("not versioned, left behind by killed jobs (safe to delete): %s",
+                            ", ".join(str(p.relative_to(root)) for p in stale))
             repo.add(targets, relink=False)
     finally:
         os.chdir(cwd)
@@ -109,15 +137,15 @@ def log_pointers_to_parent(pointers: Mapping[str, str], tracking_cfg: Mapping[st
                            root: str | Path = ".") -> str | None:
     """Attach the pointer files to the workflow's running parent MLflow run (artifacts under ``dvc/``) and set
     its ``tmf.data_version`` tag to the md5 just recorded for ``data/``. Returns the parent run id or None."""
-    from tmf import tracking
+    from tmf.tracking import parent_run
 
-    run = tracking.parent_run(tracking_cfg)
+    run = parent_run(tracking_cfg)
     if run is None:
         return None
     root = Path(root)
     for pointer in pointers:
         folder = os.path.dirname(pointer)
-        run.log_artifact_as(root / pointer, f"dvc/{folder}" if folder else "dvc")
+        run.log_artifact(root / pointer, f"dvc/{folder}" if folder else "dvc")
     if "data.dvc" in pointers:
         run.set_tags({"tmf.data_version": pointers["data.dvc"]})
     return run.run_id

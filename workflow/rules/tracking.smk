@@ -1,9 +1,10 @@
-# MLflow: one parent run per workflow invocation; every job's run (tmf.tracking.job_run) nests under it.
+# MLflow: one parent run per workflow invocation; every job's run (opened by tmf, tmf.tracking.command) nests under it.
 #
 # onstart (not called on a dry run, nor when there is nothing to do, nor in the jobs Snakemake spawns, which get
 # --no-hooks) creates the parent run with `tmf track-start`: tags git commit, parameter hash and data version,
 # logs the validated configuration (results/mlflow/config.yaml). Its id goes to results/mlflow/parent_run_id and
-# to $TMF_MLFLOW_PARENT_RUN_ID for the jobs. onsuccess / onerror close it FINISHED / FAILED. Switched off by
+# to $TMF_MLFLOW_PARENT_RUN_ID for the jobs; runs that a killed invocation left RUNNING are marked FAILED first.
+# onsuccess / onerror close it FINISHED / FAILED (and the runs of its jobs still RUNNING, FAILED). Switched off by
 # tracking.enabled: false, and in --touch mode. These three hooks are the workflow's only ones (Snakemake keeps
 # one handler of each kind): add other work to the functions below rather than a second onstart.
 import json as _json

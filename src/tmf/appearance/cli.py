@@ -196,6 +196,9 @@ def _score(args) -> int:
         return 0
     summary = run_scores(manifest, embeddings, cfg, args.out_dir, args.encoder, info)
     s = summary["split_coverage"]
+    from tmf.tracking import flatten_numbers
+
+    args.run.log_metrics(flatten_numbers({"split_coverage": s}))  # the coverage scores of Table 2.7
     for key, v in s.items():
         log.info("%s: IoU %.3f ± %.3f, IoT %.3f ± %.3f", key, v["iou"]["mean"] or float("nan"),
                  v["iou"]["std"] or 0.0, v["iot"]["mean"] or float("nan"), v["iot"]["std"] or 0.0)

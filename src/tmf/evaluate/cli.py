@@ -52,7 +52,7 @@ def _evaluate(args) -> int:
     check_name("--method", args.method, [*method_names(), *BASELINES], "method")
     cfg = section_arg(args.cfg, args.params, "evaluate")
     m = run_job(args.protocol, args.method, args.fraction, args.seed, args.manifest, args.packed, args.encoder,
-                args.out, cfg, device=args.device, threads=args.threads)
+                args.out, cfg, device=args.device, threads=args.threads, run=args.run)
     log.info("%s/%s frac %s seed %d: OA %.4f mIoU %.4f kappa %.4f (%.1f s)", m["protocol"], m["method"],
              m["fraction"], m["seed"], m["oa"] or float("nan"), m["miou"] or float("nan"),
              m["kappa"] or float("nan"), m["seconds"])

@@ -27,6 +27,10 @@ from tmf.plan import (
 log = logging.getLogger(__name__)
 
 METRICS_SCHEMA_VERSION = 1
+#: the measured numbers of metrics.json that become metrics of the job's MLflow run (its identity and settings
+#: are the run's params and tags, see docs/tracking.md)
+MEASURED = ("oa", "miou", "kappa", "hierarchical_cost", "per_class_iou", "per_city", "seconds")
+MEASURED_TRAIN = ("final_loss", "images_per_s", "seconds")
 
 
 def _check_job(protocol: str, method: str, fraction: float, seed: int, encoder: str | None) -> None:
@@ -47,9 +51,10 @@ def _check_job(protocol: str, method: str, fraction: float, seed: int, encoder: 
 
 def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: str | Path, packed: str | Path,
             encoder: str | Path | None, out: str | Path, cfg: dict, device: str = "auto",
-            threads: int | None = None) -> dict[str, Any]:
+            threads: int | None = None, run=None) -> dict[str, Any]:
     """Run one job and write ``metrics.json`` + ``predictions.png`` under ``out``. ``cfg``: the ``evaluate`` section
-    (validated, defaults filled). ``encoder``: an encoder file, or ``None`` for random initialisation."""
+    (validated, defaults filled). ``encoder``: an encoder file, or ``None`` for random initialisation. ``run``:
+    the job's MLflow run (``args.run``, tmf.tracking.command) that the scores are logged to; None: not logged."""
     import torch
 
     from tmf.data.packed import open_packed
@@ -91,9 +96,24 @@ def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: st
     }
     out = Path(out)
     write_json(out / "metrics.json", _clean(metrics))
+    if run is not None:
+        log_measured(run, _clean(metrics))
     predictions_figure(data, examples, out / "predictions.png",
                        title=f"{name} / {method} / {fraction_tag(fraction)} / seed {seed}")
     return metrics
+
+
+def log_measured(run, metrics: dict) -> None:
+    """The :data:`MEASURED` numbers of ``metrics`` (scores overall, per class, per city; undefined ones left out)
+    and the training loss curve, as metrics of ``run``."""
+    from tmf.tracking import flatten_numbers
+
+    train = metrics.get("train", {})
+    run.log_metrics(flatten_numbers({k: metrics[k] for k in MEASURED if k in metrics}))
+    run.log_metrics(flatten_numbers({"train": {k: train[k] for k in MEASURED_TRAIN if k in train}}))
+    for step, loss in train.get("history", []):
+        if loss is not None:
+            run.log_metrics({"train.loss": loss}, step=step)
 
 
 def _clean(o):

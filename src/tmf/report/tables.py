@@ -107,23 +107,33 @@ def segmentation_comparison(summary_agg_csv: str | Path, source: str) -> pd.Data
     return df
 
 
-def mlflow_links(names: list[str]) -> list[str]:
-    """An HTML link to each job's MLflow run (by job name, e.g. ``pretrain[method=simclr,seed=0]``), or "—" for a
-    job that was not tracked. The links open the run in ``mlflow ui`` on 127.0.0.1:5000 (docs/tracking.md)."""
+def mlflow_links(command: str, frame: pd.DataFrame) -> list[str]:
+    """An HTML link to the MLflow run of each row's job, or "—" for a job that was not tracked. ``frame`` has
+    the job's naming columns (``method``, ``seed``; an evaluation's ``protocol``, ``fraction``): the name is
+    rebuilt by :func:`tmf.tracking.job_name`, as the job named its run. A run on a tracking server links there;
+    one in a SQLite store links to ``tracking.ui``, where ``mlflow ui`` serves it (docs/tracking.md)."""
     from tmf import tracking
+    from tmf.tracking.command import NAME_FIELDS
 
+    ui = _tracking_section()["ui"]
     records = tracking.run_records()
+    columns = [c for c in NAME_FIELDS if c in frame.columns]
     out = []
-    for name in names:
+    for row in frame[columns].itertuples(index=False):
+        name = tracking.job_name(command, dict(zip(columns, row, strict=True)))
         rec = records.get(name)
         if rec and rec.get("run_id"):
-            url = tracking.run_url(rec["run_id"], rec.get("experiment_id", "0"))
+            url = tracking.run_url(rec, ui)
             out.append(f'<a href="{url}" title="{name}">{rec["run_id"][:8]}</a>')
         else:
             out.append("—")
     return out
 
 
-def evaluation_run_name(protocol: str, method: str, fraction: float, seed: int) -> str:
-    """The MLflow run name of one evaluation job (as ``tmf evaluate`` names it)."""
-    return f"evaluate[protocol={protocol},method={method},fraction={float(fraction)},seed={int(seed)}]"
+def _tracking_section() -> dict:
+    """The ``tracking`` section of the job (``$TMF_TRACKING_CFG``), else the schema's defaults."""
+    from tmf.config import validate
+    from tmf.tracking import config_from_env
+
+    cfg = config_from_env()
+    return cfg if cfg is not None else validate({})["tracking"]

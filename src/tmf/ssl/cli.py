@@ -31,7 +31,7 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: 'threads' of --cfg)")
     p.add_argument("--tracking-cfg", default=None,
                    help="the tracking params section as JSON (default: $TMF_TRACKING_CFG, set by the workflow; "
-                   "else that of --params; else the schema's defaults)")
+                   "else that of --params; else no MLflow run): read by tmf.tracking.command")
     add_cfg_arguments(p)
     p.set_defaults(func=_pretrain)
 
@@ -53,25 +53,11 @@ def _split_compute_keys(cfg_json: str | None) -> tuple[str | None, dict]:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from tmf.config import ParamsError, check_name, method_names, section_arg, validate
+    from tmf.config import check_name, method_names, section_arg
 
     check_name("--method", args.method, method_names(), "method")
     cfg_json, extra = _split_compute_keys(args.cfg)
     cfg = section_arg(cfg_json, args.params, "pretrain")
-    if args.tracking_cfg:
-        try:
-            tcfg = json.loads(args.tracking_cfg)
-        except json.JSONDecodeError as e:
-            raise ParamsError(f"--tracking-cfg: not valid JSON: {e}") from None
-        tracking = validate({"tracking": tcfg}, source="--tracking-cfg")["tracking"]
-    elif args.params and not os.environ.get("TMF_TRACKING_CFG"):
-        from tmf.config import load_params
-
-        tracking = load_params(args.params)["tracking"]
-    else:  # what the workflow passes in $TMF_TRACKING_CFG, else the schema's defaults
-        from tmf.tracking import config_from_env
-
-        tracking = config_from_env()
     device = args.device or extra.get("device", "auto")
     threads = args.threads or extra.get("threads")
 
@@ -81,10 +67,10 @@ def _pretrain(args: argparse.Namespace) -> int:
                str(cfg["nproc"]), "-m", "tmf.cli", *sys.argv[1:]]
         from tmf.tracking import worker_env
 
-        return subprocess.call(cmd, env=worker_env())  # rank 0 logs into this job's MLflow run
+        return subprocess.call(cmd, env=worker_env(args.run))  # rank 0 logs into this job's MLflow run
 
     from tmf.ssl.train import pretrain
 
     pretrain(cfg, args.manifest, args.packed, args.out, method=args.method, seed=args.seed, device=device,
-             tracking=tracking, threads=threads)
+             run=args.run, threads=threads)
     return 0

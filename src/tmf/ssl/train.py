@@ -23,7 +23,6 @@ same command again then only re-writes the outputs.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -52,24 +51,15 @@ HISTORY_COLUMNS = ["step", "epoch", "loss", "lr", "images_per_s"]
 __all__ = ["CHECKPOINT", "HISTORY_COLUMNS", "pretrain"]
 
 
-def _tracking():
-    try:
-        from tmf import tracking
-    except ModuleNotFoundError as e:  # tmf.tracking or mlflow missing (the GPU benchmark machine)
-        if e.name not in ("tmf.tracking", "mlflow"):
-            raise
-        return None
-    return tracking
-
-
 def pretrain(cfg: dict[str, Any], manifest, packed_dir, out_dir, *, method: str | None = None,
-             seed: int | None = None, device: str = "auto", tracking: dict | None = None,
+             seed: int | None = None, device: str = "auto", run=None,
              threads: int | None = None, method_factory: Callable[[nn.Module], nn.Module] | None = None,
              stop_after: int | None = None) -> dict[str, Any]:
     """Pretrain one (method, seed) and write ``encoder.pt``, ``metrics.json``, ``history.csv`` to ``out_dir``.
 
     ``cfg``: the validated ``pretrain`` params section. ``method``/``seed``: default the first of
-    ``cfg["methods"]``/``cfg["seeds"]``. ``tracking``: the ``tracking`` params section (None: no MLflow).
+    ``cfg["methods"]``/``cfg["seeds"]``. ``run``: the job's MLflow run (``args.run`` of ``tmf pretrain``, see
+    tmf.tracking.command) that the training curve is logged to; None: not logged.
     ``method_factory``: build the method from a backbone instead of the registry (tests, benchmarks).
     ``stop_after``: stop after this many steps without writing outputs, as if killed (tests of resumption).
     Returns the metrics (rank 0) or ``{}`` (other ranks).
@@ -92,11 +82,11 @@ def pretrain(cfg: dict[str, Any], manifest, packed_dir, out_dir, *, method: str 
             # Every trainable parameter of every method gets a gradient in each step (tests/test_methods.py checks
             # it), so DDP needs no extra search of the autograd graph for unused ones (find_unused_parameters).
             net = nn.parallel.DistributedDataParallel(job.model, device_ids=[dev.index] if dev.type == "cuda" else None)
-        with _job_run(job, tracking) as run:
-            timing = _train(job, net, run, stop_after)
-            if timing is None:
-                return {"stopped_at": job.step}
-            return _write_outputs(job, out_dir, run, *timing) if info.is_main else {}
+        run = run if info.is_main else None  # rank 0 logs for the job
+        timing = _train(job, net, run, stop_after)
+        if timing is None:
+            return {"stopped_at": job.step}
+        return _write_outputs(job, out_dir, run, *timing) if info.is_main else {}
     finally:
         if info.is_distributed and D.is_active():
             D.dist.destroy_process_group()
@@ -195,16 +185,6 @@ def _save(job: _Job, source: ViewSource, elapsed: float) -> None:
 
 # ---------------------------------------------------------------------------------------------------------
 # The loop
-
-
-def _job_run(job: _Job, tracking_cfg: dict | None):
-    """The job's MLflow run on rank 0 when tracking is on, else a context yielding None."""
-    tr = _tracking() if (tracking_cfg is not None and job.info.is_main) else None
-    if tr is None:
-        return contextlib.nullcontext()
-    params = {"method": job.method_name, "seed": job.seed,
-              **{k: v for k, v in job.cfg.items() if k not in ("methods", "seeds")}}
-    return tr.job_run(f"pretrain[method={job.method_name},seed={job.seed}]", params, tracking_cfg)
 
 
 def _log_metrics(run, metrics: dict[str, float], step: int) -> None:
@@ -318,9 +298,6 @@ def _write_outputs(job: _Job, out_dir: Path, run, wall: float, images_per_s: flo
     write_json(out_dir / "metrics.json", metrics)
     _log_metrics(run, {"final_loss": metrics["final_loss"], "images_per_s_mean": images_per_s,
                        **{f"diag/{k}": float(v) for k, v in diag.items()}}, job.step)
-    if run is not None:
-        for name in ("metrics.json", "history.csv"):
-            run.log_artifact(out_dir / name)
     log.info("pretrained %s seed %d: %d steps, final loss %.4f, %.1f images/s", job.method_name, job.seed, job.step,
              metrics["final_loss"], images_per_s)
     return metrics

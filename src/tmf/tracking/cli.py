@@ -2,7 +2,8 @@
 ``tmf dvc-track``: version data, models and reports with DVC (``workflow/rules/dvc.smk``).
 
 Without ``--cfg`` or ``--params`` the tracking section comes from ``$TMF_TRACKING_CFG`` (set by the workflow for
-every job), else from the schema's defaults."""
+every job), else from the schema's defaults. Every other subcommand's run is opened by ``tmf.cli.main``
+(:func:`tmf.tracking.command.job_run`); ``dvc-track`` is a job like the others."""
 
 from __future__ import annotations
 
@@ -14,37 +15,6 @@ from tmf.cli import add_cfg_arguments
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    _register_own(sub)
-    _track_every_command(sub)
-
-
-def _track_every_command(sub: argparse._SubParsersAction) -> None:
-    """Make every subcommand (``tmf.cli`` registers this module last) one MLflow child run when it runs as a job
-    of a tracked workflow (:func:`tmf.tracking.command_run`); by hand it runs as before."""
-    for name, parser in sub.choices.items():
-        handler = parser.get_default("func")
-        if name in ("track-start", "track-end") or handler is None or getattr(handler, "tracked", False):
-            continue
-        parser.set_defaults(func=_tracked(name, handler))
-
-
-def _tracked(name: str, handler):
-    def run(args):
-        from tmf import tracking
-
-        if not tracking.under_workflow():
-            return handler(args)
-        try:
-            return tracking.command_run(name, handler, args)
-        except tracking._CommandFailed as e:
-            return e.rc
-
-    run.tracked = True
-    run.__doc__ = handler.__doc__
-    return run
-
-
-def _register_own(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "track-start",
         help="create the workflow's parent MLflow run (tags: git commit, parameter hash, data version)",
@@ -56,7 +26,7 @@ def _register_own(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params-file", help="the workflow's full parameters (YAML or JSON): logged as the parent's "
                    "parameters and artifact, hashed into the tmf.params_hash tag (default: --params, else none)")
     p.add_argument("--name", help="run name (default: workflow-<UTC date-time>)")
-    p.set_defaults(func=_start)
+    p.set_defaults(func=_start, tracked=False)  # the parent run is its own: no job run around it
 
     p = sub.add_parser(
         "track-end",
@@ -66,7 +36,7 @@ def _register_own(sub: argparse._SubParsersAction) -> None:
     )
     add_cfg_arguments(p)
     p.add_argument("--status", default="FINISHED", choices=["FINISHED", "FAILED", "KILLED"])
-    p.set_defaults(func=_end)
+    p.set_defaults(func=_end, tracked=False)
 
     p = sub.add_parser(
         "dvc-track",
@@ -84,12 +54,14 @@ def _register_own(sub: argparse._SubParsersAction) -> None:
 
 
 def _tracking_cfg(args) -> dict:
-    from tmf import tracking
+    """``--cfg`` / ``--params``, else ``$TMF_TRACKING_CFG``, else the schema's defaults."""
     from tmf.config import section_arg
+    from tmf.tracking.store import config_from_env
 
     if args.cfg or args.params:
         return section_arg(args.cfg, args.params, "tracking")
-    return tracking.config_from_env()
+    env = config_from_env()
+    return env if env is not None else section_arg(None, None, "tracking")
 
 
 def _start(args) -> int:
@@ -97,7 +69,8 @@ def _start(args) -> int:
 
     import yaml
 
-    from tmf import tracking
+    from tmf.tracking.provenance import start_parent
+
     cfg = _tracking_cfg(args)
     params_file = args.params_file or args.params
     params = {}
@@ -109,16 +82,16 @@ def _start(args) -> int:
             params = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
             raise ValueError(f"{path}: not valid YAML/JSON: {e}") from None
-    run_id = tracking.start_parent(cfg, params, params_file, name=args.name)
+    run_id = start_parent(cfg, params, params_file, name=args.name)
     if run_id:
         print(run_id, file=sys.stdout)
     return 0
 
 
 def _end(args) -> int:
-    from tmf import tracking
+    from tmf.tracking.provenance import end_parent
 
-    tracking.end_parent(_tracking_cfg(args), args.status)
+    end_parent(_tracking_cfg(args), args.status)
     return 0
 
 
