@@ -29,6 +29,7 @@ from tmf.evaluate.run import run_job
 from tmf.evaluate.summary import aggregate_table, collect, summary_table
 from tmf.models.decoder import SegmentationModel
 from tmf.models.resnet import resnet18
+from tmf.plan import SEMISUPERVISED_BASELINES
 
 S = 32
 # a few clearly coloured classes, so that a few steps learn something
@@ -273,7 +274,7 @@ def test_semi_supervised_and_oracle_run(tiny, tmp_path, method):
     m, out = _run(tiny, tmp_path, "finetune", method)
     _check_schema(m, out)
     assert m["n_train"] == (8 * 4 if method == "oracle" else 2 * 4)
-    if method.startswith("berundanet"):
+    if method in SEMISUPERVISED_BASELINES:
         assert m["n_unlabeled"] == 6 * 4 and m["recipe"]["aux"] in ("l1", "kmeans")
 
 

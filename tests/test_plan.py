@@ -94,7 +94,7 @@ def test_head_protocols_expand_per_dimension():
                                       for d in (2, 3, 128))}
     job = plan.job("evaluate", {"protocol": "finetune_euclidean_d3", "method": "random", "fraction": "0.01",
                                 "seed": "0"})
-    assert set(job.cfg) == {"backbone", "examples", "eval_batch", "finetune", "hyperbolic"}
+    assert set(job.cfg) == {"backbone", "examples", "eval_batch", "max_test_per_city", "finetune", "hyperbolic"}
     assert "dims" not in job.cfg["hyperbolic"]  # the dimension is in the protocol name
     assert split_protocol("finetune_euclidean_d128") == ("finetune_euclidean", 128)
     assert split_protocol("finetune") == ("finetune", None)
@@ -108,7 +108,7 @@ def test_evaluation_params_per_protocol_and_method():
         return plan.job("evaluate", {"protocol": protocol, "method": method, "fraction": fraction,
                                      "seed": "0"}).cfg
 
-    shared = {"backbone", "examples", "eval_batch"}
+    shared = {"backbone", "examples", "eval_batch", "max_test_per_city"}
     assert set(cfg("linear", "simclr")) == shared | {"linear"}
     assert set(cfg("knn", "random")) == shared | {"knn"}
     assert set(cfg("finetune", "simclr")) == shared | {"finetune"}
@@ -118,6 +118,14 @@ def test_evaluation_params_per_protocol_and_method():
                                  "seed": "0"}).input["encoder"] == "w.pth"
     trained = {j.wildcards["method"] for j in plan.jobs("evaluate") if j.wildcards["protocol"] != "finetune"}
     assert not trained & set(TRAINED_BASELINES)  # from scratch: fine-tuning only
+
+
+def test_evaluation_jobs_get_the_test_subset_size():
+    """evaluate.max_test_per_city reaches every evaluation job (it was dropped, so the embedded default scored
+    every test sub-tile instead of the 25 per city params/default.yaml asks for)."""
+    plan = plan_of()
+    assert {j.cfg["max_test_per_city"] for j in plan.jobs("evaluate")} == {25}
+    assert {j.cfg["max_test_per_city"] for j in study().jobs("evaluate")} == {0}
 
 
 def changed_jobs(before: Plan, after: Plan) -> set[str]:
