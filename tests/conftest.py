@@ -42,6 +42,20 @@ def workdir(tmp_path: Path) -> Path:
     return copy_repo(tmp_path / "repo")
 
 
+# The embedded workflow at its smallest (tests/configs/tiny.yaml). Targets go before these: --configfile and
+# --config take every word after them.
+TINY = ["--configfile", "tests/configs/tiny.yaml"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """One finished run of the whole workflow on the tiny configuration in a fresh copy of the repository,
+    shared by the end-to-end modules (a few minutes on 2 cores). Tests that change it work on a copy."""
+    repo = copy_repo(tmp_path_factory.mktemp("e2e") / "repo")
+    snakemake(repo, "--cores", "2", *TINY)
+    return repo
+
+
 def snakemake(cwd: Path, *args: str, check: bool = True, timeout: int = 1200) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", OMP_NUM_THREADS="1")
     proc = subprocess.run([str(BIN / "snakemake"), *args], cwd=cwd, env=env, capture_output=True, text=True,

@@ -16,19 +16,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from browser import check_site, require_chromium
-from conftest import copy_repo, snakemake
+from conftest import TINY, copy_repo, snakemake
 
 pytestmark = pytest.mark.slow
 
-# Targets go before these: --configfile and --config take every word after them.
-TINY = ["--configfile", "tests/configs/tiny.yaml"]
-
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    repo = copy_repo(tmp_path_factory.mktemp("e2e") / "repo")
-    snakemake(repo, "--cores", "2", *TINY)
-    return repo
+def run(tiny_run: Path) -> Path:
+    return tiny_run
 
 
 def planned_rules(repo: Path, *extra: str) -> set[str]:
@@ -231,68 +226,3 @@ def test_copied_project_tracks_into_itself(run: Path, tmp_path: Path):
                                 max_results=1)
     assert job.info.artifact_uri.startswith((copy / "results/mlflow/artifacts").as_uri())
     assert {a.path for a in client.list_artifacts(job.info.run_id)} == {"index.html"}
-
-
-def progress_steps(log: str) -> list[int]:
-    """The steps of a pretraining log's progress lines (step, loss, lr, images/s, time left)."""
-    return [int(m) for m in re.findall(r"step (\d+)/\d+ \(\d+%\): loss \S+, lr \S+, \S+ images/s, about \S+ left", log)]
-
-
-def test_killed_pretraining_resumes_when_the_workflow_runs_again(run: Path):
-    """Kill Snakemake (and its job) in the middle of a pretraining run; running the workflow again resumes from
-    the job's checkpoint and the loss curve continues instead of restarting. While the job runs, its log shows a
-    progress line every log_every steps. Runs last: it changes the pretraining parameters of the shared run."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    from tmf.ssl.checkpoint import read_checkpoint
-
-    target = "results/pretrain/simclr/seed0/encoder.pt"
-    longer = ["--config", "pretrain={steps: 300, checkpoint_every: 10, log_every: 10}"]
-    ckpt = run / "results/pretrain/simclr/seed0/checkpoint.pt"
-    before = ckpt.stat().st_mtime if ckpt.exists() else 0.0
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "snakemake"), target, "--cores", "1", *TINY, *longer],
-                            cwd=run, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            if ckpt.exists() and ckpt.stat().st_mtime > before:
-                time.sleep(0.5)  # let the atomic rename finish
-                step = read_checkpoint(ckpt)["step"]
-                if step >= 10:
-                    # while the job runs, its log already shows its progress, every log_every steps
-                    running = progress_steps((run / "logs/pretrain/simclr/seed0.log").read_text())
-                    break
-            assert proc.poll() is None, "the pretraining job ended before it could be killed"
-            time.sleep(0.5)
-        else:
-            raise AssertionError("no checkpoint of the longer run appeared")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and the job: a crash, not a clean stop
-        proc.wait()
-    assert running and running[0] == 10 and all(k % 10 == 0 for k in running), running
-    killed_at = read_checkpoint(ckpt)["step"]
-    assert killed_at < 300
-    snakemake(run, "--unlock", *TINY, *longer)  # as a user types it: no --cores
-    snakemake(run, target, "--cores", "1", *TINY, *longer)
-    log = (run / "logs/pretrain/simclr/seed0.log").read_text()
-    assert "resumed from" in log and f"at step {killed_at} of 300" in log, log
-    assert progress_steps(log) == list(range(killed_at + 10, 301, 10)), log
-    history = pd.read_csv(run / "results/pretrain/simclr/seed0/history.csv")
-    steps = history["step"].tolist()
-    assert steps == sorted(set(steps)) and steps[-1] == 300, steps  # one continuous curve, no restart
-    assert json.loads((run / "results/pretrain/simclr/seed0/metrics.json").read_text())["steps"] == 300
-    # MLflow: the killed invocation's parent run and its killed job's run were marked FAILED when the next
-    # invocation started; no run is left RUNNING
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{run}/results/mlflow/mlflow.db")
-    exp = client.get_experiment_by_name("tmf").experiment_id
-    assert client.search_runs([exp], "attributes.status = 'RUNNING'") == []
-    failed = client.search_runs([exp], "attributes.status = 'FAILED'")
-    assert "pretrain[method=simclr,seed=0]" in {r.info.run_name for r in failed}
-    assert any(r.data.tags.get("tmf.workflow") == "true" for r in failed)
