@@ -115,3 +115,14 @@ def test_heatmap_and_legend_labels_mark_other_cities():
 
     assert _label("Toulon") == "Toulon" + OTHER_CITY_MARK
     assert _label("Nantes_Saint-Nazaire") == "Nantes Saint-Nazaire" and _label(UNION_TRAIN) == UNION_TRAIN
+
+
+def test_coverage_table_of_a_split_without_surfaces(tmp_path):
+    """Every city below appearance.min_points (tiny real data): the split scores are null, the table says —."""
+    import math
+
+    summary = {"encoder": "random-resnet18", "split_coverage": {
+        "labeled_vs_test": {"iou": {"mean": None, "std": None}, "iot": {"mean": None, "std": None}}}}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    table = tables.coverage_comparison(tmp_path / "summary.json", "dfc2022")
+    assert len(table) == 4 and all(math.isnan(v) for v in table["ours mean"])

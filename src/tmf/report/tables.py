@@ -53,6 +53,10 @@ def class_share_comparison(class_shares_csv: str | Path, source: str) -> pd.Data
     return df
 
 
+def _number(v) -> float:
+    return float("nan") if v is None else float(v)
+
+
 def coverage_comparison(summary_json: str | Path, source: str) -> pd.DataFrame:
     """Our per-split appearance coverage (mean ± std over t-SNE seeds) next to Table 2.7."""
     summary = json.loads(Path(summary_json).read_text())
@@ -60,9 +64,9 @@ def coverage_comparison(summary_json: str | Path, source: str) -> pd.DataFrame:
     rows = []
     for key, label in (("labeled_vs_test", "Labeled–Test"), ("unlabeled_vs_test", "Unlabeled–Test")):
         ours = summary.get("split_coverage", {}).get(key)
-        for metric in ("iou", "iot"):
-            mean = ours[metric]["mean"] if ours else float("nan")
-            std = ours[metric]["std"] if ours else float("nan")
+        for metric in ("iou", "iot"):  # null: undefined (a split without surfaces, e.g. too few sub-tiles)
+            mean = _number(ours[metric]["mean"]) if ours else float("nan")
+            std = _number(ours[metric]["std"]) if ours else float("nan")
             rows.append({"pair": label, "score": metric.upper(), "ours mean": round(mean, 3),
                          "ours std": round(std, 3), "Table 2.7": ref[key][metric],
                          "ours − published": round(mean - ref[key][metric], 3)})
