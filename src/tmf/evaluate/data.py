@@ -4,7 +4,7 @@ The manifest and the packed arrays are opened and checked by :func:`tmf.data.pac
 are row numbers of its manifest (``split``, ``city``, ``has_label`` and ``count_0 … count_15``).
 
 Splits follow SPEC.md §5 (seed 004 §2.3): supervision from the labeled split only, the unlabeled split for
-semi-supervised terms; what is scored is the job's test set (:mod:`tmf.evaluate.test_set`). Pools go by the
+semi-supervised terms; what is scored is the job's test set (:mod:`tmf.evaluate.testsets`). Pools go by the
 manifest's ``split`` column, so a city folder that is not one of MiniFrance's 16 counts in the split it was found
 in. The "oracle" baseline (seed 004 Table 3.1) also takes the labels of the unlabeled cities, which exist for the
 synthetic data but not in the public MiniFrance and DFC2022 releases (:class:`MissingLabels`).

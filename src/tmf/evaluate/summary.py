@@ -94,6 +94,5 @@ def collect(paths: list[str | Path], out: str | Path) -> tuple[Path, Path]:
     write_csv(agg_path, aggregate_table(summary))
     sets = summary.groupby("test_set").size().to_dict()
     skipped = int((summary["status"] == "skipped").sum())
-    log.info("%d runs, by test set %s%s", len(summary), sets,
-                                     f"; {skipped} skipped" if skipped else "")
+    log.info("%d runs, by test set %s%s", len(summary), sets, f"; {skipped} skipped" if skipped else "")
     return out, agg_path

@@ -50,6 +50,9 @@ class Fold:
 
 @dataclass(frozen=True)
 class JobTestSet:
+    """What one job scores: the resolved test set, how it was asked for, its folds (one, or one per labeled city
+    for cross_city) and, for labeled_holdout, the held-out tiles and ``evaluate.holdout``."""
+
     name: str  # one of TEST_SETS
     requested: str  # evaluate.test_set as given (auto or one of TEST_SETS)
     folds: tuple[Fold, ...]

@@ -197,9 +197,9 @@ def per_city_tables(agg: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | Non
     any other city folder (``minifrance_city = 0`` in tiles.csv; None when there is none), each with the run's
     identity columns."""
     from tmf.data.minifrance import CITY_BY_NAME, city_rank
+    from tmf.evaluate.summary import GROUP_KEYS as keys
 
-    ran = agg[agg["status"] == "ok"] if "status" in agg else agg
-    keys = ["protocol", "method", "test_set", "fraction"]
+    ran = agg[agg["status"] == "ok"]
     cities = {c[len("oa_"):-len("_mean")] for c in ran.columns
               if c.startswith("oa_") and c.endswith("_mean") and c != "oa_mean"}
 
