@@ -94,7 +94,8 @@ def test_head_protocols_expand_per_dimension():
                                       for d in (2, 3, 128))}
     job = plan.job("evaluate", {"protocol": "finetune_euclidean_d3", "method": "random", "fraction": "0.01",
                                 "seed": "0"})
-    assert set(job.cfg) == {"backbone", "examples", "eval_batch", "max_test_per_city", "finetune", "hyperbolic"}
+    assert set(job.cfg) == {"backbone", "examples", "eval_batch", "max_test_per_city", "test_set", "holdout",
+                            "finetune", "hyperbolic"}
     assert "dims" not in job.cfg["hyperbolic"]  # the dimension is in the protocol name
     assert split_protocol("finetune_euclidean_d128") == ("finetune_euclidean", 128)
     assert split_protocol("finetune") == ("finetune", None)
@@ -108,7 +109,7 @@ def test_evaluation_params_per_protocol_and_method():
         return plan.job("evaluate", {"protocol": protocol, "method": method, "fraction": fraction,
                                      "seed": "0"}).cfg
 
-    shared = {"backbone", "examples", "eval_batch", "max_test_per_city"}
+    shared = {"backbone", "examples", "eval_batch", "max_test_per_city", "test_set", "holdout"}  # test_set auto
     assert set(cfg("linear", "simclr")) == shared | {"linear"}
     assert set(cfg("knn", "random")) == shared | {"knn"}
     assert set(cfg("finetune", "simclr")) == shared | {"finetune"}
@@ -146,9 +147,21 @@ def changed_jobs(before: Plan, after: Plan) -> set[str]:
     ({"data": {"synthetic": {"seed": 3}}}, {"generate"}),
     ({"device": "cpu"}, {"appearance_encode", "pretrain", "evaluate"}),
     ({"tracking": {"experiment": "other"}}, set()),
+    ({"evaluate": {"test_set": "cross_city"}}, {"evaluate"}),  # what is scored: evaluation only, not pretraining
+    ({"evaluate": {"holdout": {"seed": 2}}}, {"evaluate"}),  # test_set auto may hold out tiles
+    ({"evaluate": {"max_test_per_city": 3}}, {"evaluate"}),
 ])
 def test_a_change_changes_exactly_the_params_of_what_depends_on_it(change, rules):
     assert changed_jobs(plan_of(), plan_of(change)) == rules
+
+
+def test_only_the_test_sets_that_hold_out_tiles_read_evaluate_holdout():
+    for test_set in ("test_cities", "cross_city"):
+        before = plan_of({"evaluate": {"test_set": test_set}})
+        assert changed_jobs(before, plan_of({"evaluate": {"test_set": test_set, "holdout": {"seed": 2}}})) == set()
+        assert all("holdout" not in j.cfg for j in before.jobs("evaluate"))
+    assert all(j.cfg["holdout"] == {"fraction": 0.2, "block_km": 5, "seed": 0}
+               for j in plan_of({"evaluate": {"test_set": "labeled_holdout"}}).jobs("evaluate"))
 
 
 def test_a_method_param_changes_only_that_methods_jobs():

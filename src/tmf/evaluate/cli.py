@@ -53,9 +53,17 @@ def _evaluate(args) -> int:
     cfg = section_arg(args.cfg, args.params, "evaluate")
     m = run_job(args.protocol, args.method, args.fraction, args.seed, args.manifest, args.packed, args.encoder,
                 args.out, cfg, device=args.device, threads=args.threads, run=args.run)
-    log.info("%s/%s frac %s seed %d: OA %.4f mIoU %.4f kappa %.4f (%.1f s)", m["protocol"], m["method"],
-             m["fraction"], m["seed"], m["oa"] or float("nan"), m["miou"] or float("nan"),
-             m["kappa"] or float("nan"), m["seconds"])
+    run = args.run  # the job's MLflow run (tmf.tracking.command), or None
+    if run is not None:  # the test set `auto` chose is known only now (cfg.test_set is the one requested)
+        run.log_params({"test_set": m["test_set"]})
+        run.set_tags({"test_set": m["test_set"], "status": m["status"]})
+    if m["status"] == "skipped":
+        log.info("%s/%s frac %s seed %d: skipped (%s)", m["protocol"], m["method"], m["fraction"], m["seed"],
+                 m["reason"])
+        return 0
+    log.info("%s/%s frac %s seed %d, test set %s: OA %.4f mIoU %.4f kappa %.4f (%.1f s)", m["protocol"],
+             m["method"], m["fraction"], m["seed"], m["test_set"], m["oa"] or float("nan"),
+             m["miou"] or float("nan"), m["kappa"] or float("nan"), m["seconds"])
     return 0
 
 

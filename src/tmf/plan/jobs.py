@@ -18,6 +18,7 @@ from tmf.plan.checks import check
 from tmf.plan.names import (
     FINETUNE_PROTOCOLS,
     HEAD_PROTOCOLS,
+    HOLDOUT_TEST_SETS,
     SEMISUPERVISED_BASELINES,
     TRAINED_BASELINES,
     fraction_tag,
@@ -38,14 +39,15 @@ APPEARANCE_KEYS = {
 PRETRAIN_JOB_KEYS = ("methods", "seeds", "method_params")  # enumerate jobs: adding a method re-runs no other
 FETCH_KEYS = ("source", "url", "extract")
 INDEX_KEYS = ("missing_label",)
-EVALUATION_KEYS = ("backbone", "examples", "eval_batch", "max_test_per_city")  # every protocol
+EVALUATION_KEYS = ("backbone", "examples", "eval_batch", "max_test_per_city", "test_set")  # every protocol
 REPORT_PAGES = {  # notebook: (title on reports/index.html, what it shows)
     "data": ("Data and tinyMiniFrance", "tiles, sub-tiles and class shares vs Tables 2.4–2.6"),
     "appearance": ("Appearance analysis",
                    "t-SNE + one-class SVM coverage of the test cities by the training cities, vs Table 2.7"),
     "pretraining": ("Pretraining", "loss curves and embedding diagnostics of every (method, seed)"),
     "evaluation": ("Evaluation",
-                   "segmentation of the test cities for every protocol × method × label fraction, vs Table 3.1"),
+                   "segmentation scores of every protocol × method × label fraction on the test set "
+                   "(evaluate.test_set), vs Table 3.1 where it is the test cities"),
 }
 
 
@@ -216,6 +218,8 @@ class Plan:
         protocol, _ = split_protocol(protocol)  # the head dimension is in the protocol name, not in the params
         ev = self.params["evaluate"]
         cfg = {k: ev[k] for k in EVALUATION_KEYS}
+        if ev["test_set"] in HOLDOUT_TEST_SETS:
+            cfg["holdout"] = ev["holdout"]
         if method == "imagenet":
             cfg["imagenet_weights"] = ev["imagenet_weights"]
         if protocol in FINETUNE_PROTOCOLS:

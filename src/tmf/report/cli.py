@@ -49,10 +49,11 @@ def _index(args) -> int:
         frames.append(tables.coverage_comparison(path, args.source))
     if frames:
         frames = [("Appearance coverage vs Table 2.7 (seed 004)", pd.concat(frames, ignore_index=True))]
-    if args.evaluation:
-        seg = tables.segmentation_comparison(args.evaluation, args.source)
-        if len(seg):
-            frames.append(("Segmentation on the test cities vs Table 3.1 (seed 004)", seg))
+    if args.evaluation:  # one table per test set: published numbers only next to the test cities' scores
+        for test_set in tables.test_sets_of(args.evaluation):
+            seg = tables.segmentation_comparison(args.evaluation, args.source, test_set)
+            if len(seg):
+                frames.append((tables.segmentation_heading(test_set), seg))
     if args.class_shares:
         frames.append(("tinyMiniFrance class shares vs Tables 2.5 / 2.6 (seed 004)",
                        tables.class_share_comparison(args.class_shares, args.source)))
