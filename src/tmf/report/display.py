@@ -79,7 +79,8 @@ class Items:
             nested = bool(keys)
             if nested:
                 out.append(f"<h3>{escape(describe(members[0][1], dict(keys)))}</h3>")
-            out += [block(name, k, path, self.root, "h4" if nested else "h3") for _, name, k, path in sorted(members)]
+            for _, name, k, path in sorted(members, key=lambda m: m[0]):
+                out.append(block(name, k, path, self.root, "h4" if nested else "h3"))
         return Markup("".join(out))
 
     def show(self, *names: str) -> None:
