@@ -12,6 +12,7 @@ from tmf.data.packed import COUNT_COLUMNS, MANIFEST_COLUMNS
 from tmf.data.reader import TILES_COLUMNS
 from tmf.evaluate.summary import aggregate_table, summary_table
 from tmf.report import tables
+from tmf.report.items import Context
 
 
 def _tiles_and_manifest(tmp_path):
@@ -42,18 +43,20 @@ def _tiles_and_manifest(tmp_path):
 
 def test_data_notebook_tables_show_other_cities_apart_and_list_off_spec_tiles(tmp_path):
     t, m = _tiles_and_manifest(tmp_path)
-    ours, other = tables.city_counts(t, m)
+    ctx = Context({"tiles": t, "manifest": m})
+    ours, other = tables.tiles_per_city(ctx), tables.tiles_per_other_city(ctx)
     assert len(ours) == 16 and "Toulon" not in set(ours["city"])
     assert ours.set_index("city").loc["Nice", ["tiles here", "sub-tiles here", "labelled sub-tiles"]].tolist() == [1, 2, 2]
     assert other.set_index("city")[["split", "tiles here", "labelled sub-tiles"]].to_dict("index") == {
         "Toulon": {"split": "labeled", "tiles here": 1, "labelled sub-tiles": 2},
         "TestArea_A": {"split": "test", "tiles here": 1, "labelled sub-tiles": 0}}
-    off = tables.off_spec_tiles(t)
-    assert off.set_index("tile")["off_spec"].to_dict() == {"t1": "1 x 1 m/px", "m1": "CRS EPSG:32631",
-                                                          "a1": "no georeference"}
+    off = tables.off_spec_tiles(ctx)
+    assert off.set_index("tile")["unlike the specification"].to_dict() == {
+        "t1": "1 x 1 m/px", "m1": "CRS EPSG:32631", "a1": "no georeference"}
     t2 = pd.read_csv(t)
     t2[t2["minifrance_city"] == 1].to_csv(tmp_path / "only16.csv", index=False)
-    assert tables.city_counts(tmp_path / "only16.csv", m)[1] is None
+    only16 = tables.tiles_per_other_city(Context({"tiles": tmp_path / "only16.csv", "manifest": m}))
+    assert only16.to_dict("records") == [{"city": tables.NONE_ROW}]
 
 
 def _metrics(path, city_scores, test_set="labeled_holdout", method="supervised", seed=0, status="ok"):
@@ -73,40 +76,48 @@ def _metrics(path, city_scores, test_set="labeled_holdout", method="supervised",
     return path
 
 
+def _agg_ctx(tmp_path, paths) -> Context:
+    summary = summary_table(paths)
+    summary.to_csv(tmp_path / "summary.csv", index=False)
+    aggregate_table(summary).to_csv(tmp_path / "agg.csv", index=False)
+    return Context({"summary": tmp_path / "summary.csv", "aggregate": tmp_path / "agg.csv", "runs": paths})
+
+
 def test_evaluation_tables_show_other_cities_apart(tmp_path):
     paths = [_metrics(tmp_path / f"r{s}/metrics.json", {"Toulon": 0.4, "Nice": 0.6}, seed=s) for s in (0, 1)]
     summary = summary_table(paths)
     city_cols = [c for c in summary.columns if c.startswith(("oa_", "miou_"))]
     assert city_cols == ["oa_Nice", "miou_Nice", "oa_Toulon", "miou_Toulon"]  # MiniFrance's first
-    ours, other = tables.per_city_tables(aggregate_table(summary))
-    assert [c for c in ours.columns if c.endswith("_mean")] == ["oa_Nice_mean", "miou_Nice_mean"]
-    assert [c for c in other.columns if c.endswith("_mean")] == ["oa_Toulon_mean", "miou_Toulon_mean"]
-    assert (other["test_set"] == "labeled_holdout").all()
-    assert tables.per_city_tables(aggregate_table(summary_table(paths[:1])).drop(
-        columns=["oa_Toulon_mean", "miou_Toulon_mean", "oa_Toulon_std", "miou_Toulon_std"]))[1] is None
+    ctx = _agg_ctx(tmp_path, paths)
+    ours, other = tables.per_city_scores(ctx), tables.per_other_city_scores(ctx)
+    assert [c for c in ours.columns if c.endswith("(%)")] == ["Nice: OA / mIoU (%)"]
+    assert [c for c in other.columns if c.endswith("(%)")] == ["Toulon: OA / mIoU (%)"]
+    assert (other["test set"] == "held-out tiles of the labeled cities").all()
+    only_nice = [_metrics(tmp_path / "n/metrics.json", {"Nice": 0.6})]
+    assert tables.per_other_city_scores(_agg_ctx(tmp_path, only_nice)).to_dict("records") == [
+        {"city": tables.NONE_ROW}]
 
 
-def test_notes_and_headings_name_the_test_set(tmp_path):
+def test_tables_name_the_test_set(tmp_path):
     paths = [_metrics(tmp_path / "a/metrics.json", {"Nice": 0.6, "Toulon": 0.4}),
              _metrics(tmp_path / "b/metrics.json", {}, method="oracle", status="skipped")]
-    (line,) = tables.test_set_notes(paths)
-    assert line.startswith("**Test set: held-out tiles of the labeled cities** (`labeled_holdout`, chosen by "
-                           "`evaluate.test_set: auto`: the test cities have no labels)")
-    assert "2 held-out tiles in blocks of 5 km" in line
-    assert "no published counterpart" in tables.segmentation_heading("labeled_holdout")
-    assert "Table 3.1" in tables.segmentation_heading("test_cities")
-    agg = aggregate_table(summary_table(paths))
-    agg.to_csv(tmp_path / "agg.csv", index=False)
-    assert tables.test_sets_of(tmp_path / "agg.csv") == ["labeled_holdout"]
-    assert tables.segmentation_comparison(tmp_path / "agg.csv", "minifrance", "test_cities").empty
+    ctx = _agg_ctx(tmp_path, paths)
+    (row,) = tables.test_sets(ctx).to_dict("records")
+    assert row["test set"] == "held-out tiles of the labeled cities" and row["evaluate.test_set"] == "labeled_holdout"
+    assert row["chosen by"] == "auto: the test cities have no labels"
+    assert row["held out / folds"].startswith("2 held-out tiles in blocks of 5 km")
+    seg = tables.segmentation_vs_published(ctx).set_index("method")
+    assert "OA, Table 3.1 (%)" not in seg.columns  # held-out tiles: no published counterpart
+    assert seg.loc["oracle", "OA (%)"] == "skipped" and "needs labels" in seg.loc["oracle", "note"]
+    runs = tables.evaluation_runs(ctx).set_index("method")
+    assert runs.loc["oracle", "status"] == "skipped" and runs.loc["supervised", "test set"].startswith("held-out")
 
 
 def test_test_cities_rows_stand_next_to_table_3_1(tmp_path):
     paths = [_metrics(tmp_path / "a/metrics.json", {"Rennes": 0.6}, test_set="test_cities")]
-    aggregate_table(summary_table(paths)).to_csv(tmp_path / "agg.csv", index=False)
-    table = tables.segmentation_comparison(tmp_path / "agg.csv", "synthetic", "test_cities")
-    assert {"OA T3.1", "mIoU T3.1"} <= set(table.columns) and (table["test set"] == "the test cities").all()
-    assert table["OA T3.1"].iloc[0] is not None
+    table = tables.segmentation_vs_published(_agg_ctx(tmp_path, paths))
+    assert {"OA, Table 3.1 (%)", "mIoU, Table 3.1 (%)"} <= set(table.columns)
+    assert (table["test set"] == "the test cities").all() and table["OA, Table 3.1 (%)"].iloc[0] is not None
 
 
 def test_heatmap_and_legend_labels_mark_other_cities():
@@ -119,10 +130,8 @@ def test_heatmap_and_legend_labels_mark_other_cities():
 
 def test_coverage_table_of_a_split_without_surfaces(tmp_path):
     """Every city below appearance.min_points (tiny real data): the split scores are null, the table says —."""
-    import math
-
     summary = {"encoder": "random-resnet18", "split_coverage": {
         "labeled_vs_test": {"iou": {"mean": None, "std": None}, "iot": {"mean": None, "std": None}}}}
     (tmp_path / "summary.json").write_text(json.dumps(summary))
-    table = tables.coverage_comparison(tmp_path / "summary.json", "dfc2022")
-    assert len(table) == 4 and all(math.isnan(v) for v in table["ours mean"])
+    table = tables.coverage_vs_published(Context({"summaries": {"random-resnet18": tmp_path / "summary.json"}}))
+    assert len(table) == 4 and set(table["ours (mean ± std)"]) == {"—"}

@@ -235,7 +235,8 @@ def test_cross_city_job_pools_both_directions(public, tmp_path):
 
 
 def test_oracle_on_public_data_is_skipped_and_shown_as_skipped(public, tmp_path):
-    from tmf.report.tables import segmentation_comparison
+    from tmf.report.items import Context
+    from tmf.report.tables import segmentation_vs_published
 
     ok, _ = _job(public, tmp_path, "finetune", "supervised", "sup")
     m, out = _job(public, tmp_path, "finetune", "oracle", "oracle")
@@ -249,8 +250,8 @@ def test_oracle_on_public_data_is_skipped_and_shown_as_skipped(public, tmp_path)
     assert agg.loc["oracle", "status"] == "skipped" and agg.loc["oracle", "n_seeds"] == 0
     assert agg.loc["supervised", "test_set"] == "labeled_holdout"
     agg.reset_index().to_csv(tmp_path / "agg.csv", index=False)
-    table = segmentation_comparison(tmp_path / "agg.csv", "dfc2022", "labeled_holdout").set_index("method")
-    assert table.loc["oracle", "OA ours"].startswith("skipped") and "T3.1" not in " ".join(table.columns)
+    table = segmentation_vs_published(Context({"aggregate": tmp_path / "agg.csv"})).set_index("method")
+    assert table.loc["oracle", "OA (%)"] == "skipped" and "Table 3.1" not in " ".join(table.columns)
     assert (table["test set"] == "held-out tiles of the labeled cities").all()
 
 

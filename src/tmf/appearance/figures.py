@@ -204,13 +204,14 @@ def _class_label(cid: int) -> str:
 
 
 def class_histogram_figure(hist: pd.DataFrame, path, dpi=110):
-    """Fig. 2.14 (rows = cities) / Fig. 2.16 (rows = splits): % of each of the 12 classes, bars in class colours."""
+    """Fig. 2.14 (rows = cities) / Fig. 2.16 (rows = splits): % of each of the 12 classes, bars in the class
+    colours, named in the legend under the panels."""
     ids = [c for c in hist.columns if isinstance(c, (int, np.integer))]
     n = len(hist)
-    ncol = 4 if n > 4 else n
-    nrow = max(1, math.ceil(n / max(ncol, 1)))
-    fig, axes = plt.subplots(nrow, max(ncol, 1), figsize=(3.2 * max(ncol, 1), 2.6 * nrow), squeeze=False,
-                             sharey=True)
+    ncol = 4 if n > 4 else max(n, 1)
+    nrow = max(1, math.ceil(n / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.4 * nrow + 0.9), squeeze=False, sharey=True,
+                             layout="constrained")
     colours = [CLASSES[c].colour for c in ids]
     for ax, (name, row) in zip(axes.ravel(), hist.iterrows(), strict=False):
         vals = row[ids].to_numpy(dtype=float)
@@ -218,14 +219,15 @@ def class_histogram_figure(hist: pd.DataFrame, path, dpi=110):
         present = int((vals > 0).sum())
         ax.set_title(f"{_short(str(name))} ({present} classes)" if not np.isnan(vals).all()
                      else f"{_short(str(name))} (no labels)", fontsize=8)
-        ax.set_xticks(range(len(ids)), [str(c) for c in ids], fontsize=6)
+        ax.set_xticks([])  # the classes are the bars' colours, named in the legend
         ax.set_ylim(0, 100)
     for ax in axes.ravel()[n:]:
         ax.axis("off")
-    axes[0, 0].set_ylabel("% of pixels")
-    handles = [matplotlib.patches.Patch(color=CLASSES[c].colour, label=f"{c}: {_class_label(c)}") for c in ids]
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=6, frameon=False, bbox_to_anchor=(0.5, -0.08))
-    fig.tight_layout()
+    for ax in axes[:, 0]:
+        ax.set_ylabel("% of pixels", fontsize=8)
+    handles = [matplotlib.patches.Patch(facecolor=CLASSES[c].colour, edgecolor="0.3", label=CLASSES[c].name)
+               for c in ids]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3 if ncol > 2 else 2, fontsize=7, frameon=False)
     return _save(fig, path, dpi)
 
 
