@@ -15,6 +15,7 @@ import pytest
 
 from tmf.report import findings as F
 from tmf.report import items
+from tmf.report import tables as T
 from tmf.report.html import Html, render_table, table_fragment, write_table
 from tmf.report.items import Context
 
@@ -222,12 +223,21 @@ def test_index_opens_with_the_findings_linked_to_their_items(tmp_path):
     out = tmp_path / "reports" / "index.html"
     pages = [("evaluation", "Evaluation", str(tmp_path / "reports/notebooks/evaluation.html"), "scores"),
              ("appearance", "Appearance", str(tmp_path / "reports/notebooks/appearance.html"), "coverage")]
+    heading = T.segmentation_heading(["labeled_holdout"])
     write_index(out, pages, [("segmentation_vs_published", str(table))], "synthetic",
-                [F.Finding("A & B.", "segmentation_vs_published"), F.Finding("C.", "coverage_vs_published")])
+                [F.Finding("A & B.", "segmentation_vs_published"), F.Finding("C.", "coverage_vs_published")],
+                {"segmentation_vs_published": heading})
     html = out.read_text()
     assert html.index("What this run found") < html.index("Notebooks") < html.index("Ours vs published")
-    assert ('<li>A &amp; B. <small>(see <a href="notebooks/evaluation.html#segmentation_vs_published">Segmentation '
-            "vs Table 3.1 (Castillo-Navarro 2022)</a>)</small></li>") in html
+    link = (f'<a href="notebooks/evaluation.html#segmentation_vs_published">'
+            f'{items.item("segmentation_vs_published").title}</a>')
+    assert f"<li>A &amp; B. <small>(see {link})</small></li>" in html
+    assert f'<h3 id="segmentation_vs_published">{heading} <small>({link})</small></h3>' in html
+    assert heading == ("Segmentation on held-out tiles of the labeled cities (no published counterpart: Table 3.1 "
+                       "scores the test cities)")
+    assert T.segmentation_heading(["test_cities", "cross_city"]) == (
+        "Segmentation on the test cities; on each labeled city, trained on the other(s) (vs Table 3.1, "
+        "Castillo-Navarro 2022, on the test cities)")
     assert 'href="notebooks/appearance.html#coverage_vs_published"' in html
     assert "None" not in html and "<td>—</td>" in html and "embedded synthetic data" in html
 

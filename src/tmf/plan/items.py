@@ -73,7 +73,7 @@ ITEMS: tuple[Item, ...] = (
     # ---- evaluation
     Item("evaluation", "test_sets", "table", "What the scores are on: the test set", "Evaluation"),
     Item("evaluation", "segmentation_vs_published", "table",
-         "Segmentation vs Table 3.1 (Castillo-Navarro 2022)", "Ours vs published", on_index=True),
+         "Segmentation, next to Table 3.1 (Castillo-Navarro 2022) where comparable", "Ours vs published", on_index=True),
     Item("evaluation", "scores_vs_fraction", "figure", "Scores against the label fraction", "Evaluation"),
     Item("evaluation", "per_class_iou", "table", "Per-class IoU", "Evaluation", "Per-class IoU"),
     Item("evaluation", "per_class_iou_bars", "figure", "Per-class IoU at the largest label fraction", "Evaluation",

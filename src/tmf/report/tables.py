@@ -200,6 +200,21 @@ def test_set_label(test_set: str) -> str:
     return TEST_SET_LABELS.get(test_set, test_set)
 
 
+def segmentation_heading(test_sets) -> str:
+    """What :func:`segmentation_vs_published` compares, for the test sets of the run (``summary_agg.csv``'s
+    ``test_set`` column): next to Table 3.1 only on the test cities, which is what Table 3.1 scores."""
+    from tmf.plan.names import TEST_SETS
+
+    found = set(test_sets)
+    names = [t for t in TEST_SETS if t in found] + sorted(found - set(TEST_SETS))
+    if not names:
+        return "Segmentation: no evaluation run"
+    heading = "Segmentation on " + "; on ".join(test_set_label(t) for t in names)
+    if "test_cities" in found:
+        return heading + " (vs Table 3.1, Castillo-Navarro 2022, on the test cities)"
+    return heading + " (no published counterpart: Table 3.1 scores the test cities)"
+
+
 def test_sets(ctx: Context) -> pd.DataFrame:
     """What each test set of the run scores (``evaluate.test_set``; tmf.evaluate.testsets): how ``auto`` chose it,
     the scored cities, the held-out tiles or the folds (from the first run of each that ran)."""
