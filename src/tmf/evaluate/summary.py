@@ -12,7 +12,8 @@ SUMMARY_KEYS = ("protocol", "method", "fraction", "seed", "n_train", "oa", "miou
 
 
 def summary_table(paths: list[str | Path]):
-    """One tidy row per run: identity, n_train, oa, miou, kappa, hierarchical_cost, level, ``iou_<id>`` per class,
+    """One tidy row per run: identity, n_train, oa, miou, kappa, hierarchical_cost, level, architecture (``unet`` /
+    ``segnet`` for the fine-tuning protocols, empty for the probes), ``iou_<id>`` per class,
     ``oa_<city>`` / ``miou_<city>`` per test city, seconds, path."""
     import pandas as pd
 
@@ -31,6 +32,7 @@ def summary_table(paths: list[str | Path]):
             raise ValueError(f"{p}: not an evaluation metrics.json (missing {missing})")
         row = {k: m[k] for k in SUMMARY_KEYS}
         row["level"] = m.get("level", "")
+        row["architecture"] = m.get("architecture") or ""  # unet | segnet for the fine-tuning protocols
         for cid in SCORED_IDS:
             row[f"iou_{cid}"] = m.get("per_class_iou", {}).get(str(cid))
         for city in CITY_NAMES:
@@ -57,6 +59,7 @@ def aggregate_table(summary):
     agg.columns = [f"{c}_{s}" for c, s in agg.columns]
     agg.insert(0, "n_seeds", g.size())
     agg.insert(1, "n_train", g["n_train"].first())
+    agg.insert(2, "architecture", g["architecture"].first())
     return agg.reset_index()
 
 
