@@ -309,6 +309,7 @@ BAD = [
     ({"evaluate": {"baselines": ["randon"]}}, r"evaluate\.baselines\.0: .*did you mean 'random'"),
     ({"evaluate": {"baselines": ["imagenet"]}}, r"evaluate\.imagenet_weights is empty"),
     ({"evaluate": {"backbone": "resnet34"}}, r"evaluate\.backbone = resnet34 differs from pretrain\.backbone"),
+    ({"evaluate": {"protocols": ["segnet"]}}, r"evaluate\.protocols lists 'segnet', but no method runs under it"),
     ({"subsample": {"size": 600}}, r"subsample\.size = 600 px exceeds .*data\.synthetic\.tile_size = 512"),
     ({"subsample": {"n_subtiles": 20}}, r"subsample\.n_subtiles = 20 is less than the 107 tiles"),
     ({"subsample": {"n_subtiles": 100000}}, r"subsample\.n_subtiles = 100000 asks"),

@@ -261,3 +261,10 @@ def test_semisupervised_table_compares_like_with_like(tmp_path):
     assert s.loc[("segnet", "supervised", 1.0), "OA T3.1"] == 36.76 and s.loc[("segnet", "supervised", 1.0),
                                                                                "network"] == "SegNet"
     assert s.loc[("finetune", "supervised", 1.0), "OA T3.1"] == 46.30
+    # the report's index shows the table when a semi-supervised method ran
+    from tmf.cli import main
+
+    assert main(["report-index", "--out", str(tmp_path / "index.html"), "--source", "synthetic",
+                 "--evaluation", str(path)]) == 0
+    html = (tmp_path / "index.html").read_text()
+    assert "Is semi-supervision worth it?" in html and "self-supervised + FixMatch" in html

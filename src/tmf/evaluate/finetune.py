@@ -17,8 +17,7 @@ One recipe, several starting points and label pools (docs/evaluation.md):
   (eqs. 3.24–3.26); the ``finetune_fixmatch`` protocol adds the same term to the SSL encoders' recipe.
 - the ``segnet`` protocol trains the from-scratch methods as a SegNet instead of the U-Net (Table 3.1).
 
-The unlabeled terms are :mod:`tmf.evaluate.semisup`.
-The label fraction selects a seeded, nested subset of the label pool (``tmf.evaluate.data.nested_fraction``).
+The unlabeled terms are :mod:`tmf.evaluate.semisup`. The label fraction selects a seeded, nested subset of the label pool (``tmf.evaluate.data.nested_fraction``).
 Optimiser AdamW for every head (plus Riemannian Adam from geoopt for the prototypes of the horospherical head of
 seed 000 ch. 5, and for nothing else), linear warm-up + cosine decay; bf16 autocast + channels_last on CUDA;
 float32 on the CPU.

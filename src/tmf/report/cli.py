@@ -38,6 +38,7 @@ def _index(args) -> int:
 
     import pandas as pd
 
+    from tmf.plan import FIXMATCH_PROTOCOL, SEMISUPERVISED_BASELINES
     from tmf.report import tables
     from tmf.report.index import write_index
 
@@ -53,6 +54,9 @@ def _index(args) -> int:
         seg = tables.segmentation_comparison(args.evaluation, args.source)
         if len(seg):
             frames.append(("Segmentation on the test cities vs Table 3.1 (seed 004)", seg))
+        semi = tables.semisupervised_comparison(args.evaluation, args.source)
+        if len(semi) and (semi["method"].isin(SEMISUPERVISED_BASELINES) | (semi["protocol"] == FIXMATCH_PROTOCOL)).any():
+            frames.append(("Is semi-supervision worth it? U-Net runs vs Tables 3.1 / 3.3 (seed 004)", semi))
     if args.class_shares:
         frames.append(("tinyMiniFrance class shares vs Tables 2.5 / 2.6 (seed 004)",
                        tables.class_share_comparison(args.class_shares, args.source)))
