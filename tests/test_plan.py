@@ -61,6 +61,8 @@ def test_default_plan():
     # exactly what the job depends on: not the job lists, not another method's parameters
     assert "methods" not in job.cfg and "seeds" not in job.cfg and list(job.cfg["method_params"]) == ["ssw"]
     assert job.cfg["crop_size"] == 48  # params/default.yaml
+    # every evaluation job scores the test subset params/default.yaml asks for (25 sub-tiles per city)
+    assert {j.cfg["max_test_per_city"] for j in plan.jobs("evaluate")} == {25}
     assert plan.outputs("pretrain")["encoder"] == "results/pretrain/{method}/seed{seed}/encoder.pt"
 
 
@@ -104,7 +106,7 @@ def test_head_protocols_expand_per_dimension():
                                       for d in (2, 3, 128))}
     job = plan.job("evaluate", {"protocol": "finetune_euclidean_d3", "method": "random", "fraction": "0.01",
                                 "seed": "0"})
-    assert set(job.cfg) == {"backbone", "examples", "eval_batch", "finetune", "hyperbolic"}
+    assert set(job.cfg) == {"backbone", "examples", "eval_batch", "max_test_per_city", "finetune", "hyperbolic"}
     assert "dims" not in job.cfg["hyperbolic"]  # the dimension is in the protocol name
     assert split_protocol("finetune_euclidean_d128") == ("finetune_euclidean", 128)
     assert split_protocol("finetune") == ("finetune", None)
@@ -118,7 +120,7 @@ def test_evaluation_params_per_protocol_and_method():
         return plan.job("evaluate", {"protocol": protocol, "method": method, "fraction": fraction,
                                      "seed": "0"}).cfg
 
-    shared = {"backbone", "examples", "eval_batch"}
+    shared = {"backbone", "examples", "eval_batch", "max_test_per_city"}
     assert set(cfg("linear", "simclr")) == shared | {"linear"}
     assert set(cfg("knn", "random")) == shared | {"knn"}
     assert set(cfg("finetune", "simclr")) == shared | {"finetune"}

@@ -40,7 +40,7 @@ APPEARANCE_KEYS = {
 PRETRAIN_JOB_KEYS = ("methods", "seeds", "method_params")  # enumerate jobs: adding a method re-runs no other
 FETCH_KEYS = ("source", "url", "extract")
 INDEX_KEYS = ("missing_label",)
-EVALUATION_KEYS = ("backbone", "examples", "eval_batch")  # every protocol
+EVALUATION_KEYS = ("backbone", "examples", "eval_batch", "max_test_per_city")  # every protocol
 REPORT_PAGES = {  # notebook: (title on reports/index.html, what it shows)
     "data": ("Data and tinyMiniFrance", "tiles, sub-tiles and class shares vs Tables 2.4–2.6"),
     "appearance": ("Appearance analysis",
