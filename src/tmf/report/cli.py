@@ -75,7 +75,8 @@ def _index(args) -> int:
 
     from tmf.report.findings import coverage_frame, findings
     from tmf.report.index import write_index
-    from tmf.report.tables import reference, segmentation_heading
+    from tmf.report.scores import segmentation_heading
+    from tmf.report.tables import reference
 
     summaries = {}
     for path in args.appearance_summary:
