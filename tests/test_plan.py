@@ -38,7 +38,8 @@ def test_default_plan():
         "appearance_encode": 1, "appearance_embed": 3, "appearance_score": 1, "appearance_figures": 1,
         "class_representativeness": 1, "pretrain": 2,
         "evaluate": 18,  # (simclr, ssw, random) x (finetune at 2 fractions + linear at 1) x 2 seeds
-        "collect_evaluation": 1, "report_data": 1, "report_pretraining": 1, "report_appearance": 1,
+        "evaluate_model": 1,  # one of them (predict.*) also saves its model
+        "collect_evaluation": 1, "predict": 1, "map_previews": 1, "report_data": 1, "report_pretraining": 1, "report_appearance": 1,
         "report_evaluation": 1, "report_index": 1, "dvc_track": 1}
     assert plan.targets == ["reports/index.html", "data.dvc"]
     job = plan.job("pretrain", {"method": "ssw", "seed": "0"})
@@ -78,7 +79,8 @@ def test_one_rule_for_the_encoder_a_seed_reads():
     """Evaluation seed i reads pretrain.seeds[i mod n]; the appearance analysis of ssl-<m> reads seed index 0."""
     plan = plan_of({"pretrain": {"methods": ["simclr"], "seeds": [3, 5]},
                     "appearance": {"encoders": ["ssl-simclr"]},
-                    "evaluate": {"protocols": ["knn"], "seeds": [0, 1, 2], "baselines": []}})
+                    "evaluate": {"protocols": ["knn"], "seeds": [0, 1, 2], "baselines": []},
+                    "predict": {"enabled": False}})  # knn makes no maps
     read = [plan.job("evaluate", {"protocol": "knn", "method": "simclr", "fraction": "1", "seed": s}).input["encoder"]
             for s in ("0", "1", "2")]
     assert read == [f"results/pretrain/simclr/seed{s}/encoder.pt" for s in (3, 5, 3)]
@@ -128,7 +130,7 @@ def changed_jobs(before: Plan, after: Plan) -> set[str]:
 
 
 @pytest.mark.parametrize("change, rules", [
-    ({"report": {"dpi": 72}}, {"appearance_figures", "class_representativeness", "report_data",
+    ({"report": {"dpi": 72}}, {"appearance_figures", "class_representativeness", "map_previews", "report_data",
                                "report_appearance", "report_pretraining", "report_evaluation"}),
     ({"pretrain": {"method_params": {"ssw": {"n_projections": 7}}}}, {"pretrain"}),
     ({"evaluate": {"linear": {"steps": 7}}}, {"evaluate"}),
@@ -136,7 +138,8 @@ def changed_jobs(before: Plan, after: Plan) -> set[str]:
     ({"appearance": {"svm": {"nu": 0.2}}}, {"appearance_score"}),
     ({"subsample": {"seed": 3}}, {"subsample"}),
     ({"data": {"synthetic": {"seed": 3}}}, {"generate"}),
-    ({"device": "cpu"}, {"appearance_encode", "pretrain", "evaluate"}),
+    ({"device": "cpu"}, {"appearance_encode", "pretrain", "evaluate", "evaluate_model", "predict"}),
+    ({"predict": {"overlap": 32}}, {"predict"}),
     ({"tracking": {"experiment": "other"}}, set()),
 ])
 def test_a_change_changes_exactly_the_params_of_what_depends_on_it(change, rules):

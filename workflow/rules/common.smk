@@ -1,9 +1,11 @@
 # The configuration and the plan of jobs (tmf.config, tmf.plan); the rules only look their jobs up here.
 import functools
 import os
+import re
 from pathlib import Path
 
 from tmf.config import workflow_config
+from tmf.data.minifrance import SPLITS
 from tmf.plan import Plan
 from tmf.workflow import setup_environment
 
@@ -24,6 +26,7 @@ wildcard_constraints:
     encoder="[a-z0-9_-]+",
     protocol="[a-z0-9_]+",
     fraction=r"[0-9.]+",
+    split="|".join(SPLITS),
 
 
 def job_input(rule):
@@ -43,3 +46,9 @@ def _job_param(rule, name, wildcards):
 def job_output(rule):
     """`output:` of `rule`: its path patterns."""
     return PLAN.outputs(rule)
+
+
+def only_job(rule):
+    """`wildcard_constraints:` that match exactly the one job of `rule`."""
+    (job,) = PLAN.jobs(rule)
+    return {name: re.escape(value) for name, value in job.wildcards.items()}

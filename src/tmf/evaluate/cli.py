@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder (results/evaluate/<protocol>/<method>/frac<f>/seed<k>)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--save-model", default=None, metavar="PATH",
+                   help="also save the trained model there (OUT/model.pt), for `tmf predict`; the workflow asks "
+                        "only the evaluation job named by predict.* (pixel protocols only)")
     add_cfg_arguments(p)
     p.set_defaults(func=_evaluate)
 
@@ -52,7 +55,7 @@ def _evaluate(args) -> int:
     check_name("--method", args.method, [*method_names(), *BASELINES], "method")
     cfg = section_arg(args.cfg, args.params, "evaluate")
     m = run_job(args.protocol, args.method, args.fraction, args.seed, args.manifest, args.packed, args.encoder,
-                args.out, cfg, device=args.device, threads=args.threads)
+                args.out, cfg, device=args.device, threads=args.threads, save_model=args.save_model)
     log.info("%s/%s frac %s seed %d: OA %.4f mIoU %.4f kappa %.4f (%.1f s)", m["protocol"], m["method"],
              m["fraction"], m["seed"], m["oa"] or float("nan"), m["miou"] or float("nan"),
              m["kappa"] or float("nan"), m["seconds"])

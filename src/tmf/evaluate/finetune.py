@@ -196,5 +196,9 @@ def run_finetune(packed: Packed, backbone: nn.Module, method: str, fraction: flo
                                               if aux else 0.0)},
         "train": {k: v for k, v in train.items()},
         "_examples": kept,
+        "_model": model,  # what tmf.evaluate.saved_model saves for the maps, and how to rebuild it
+        "_architecture": {"kind": "unet", "backbone": cfg["backbone"], "decoder_channels": list(widths), "head": head,
+                          "head_dim": int(cfg["hyperbolic"]["dim"]) if head != "conv" else None,
+                          "aux_channels": aux_channels},
     })
     return out

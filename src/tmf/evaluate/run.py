@@ -18,6 +18,7 @@ from tmf.plan import (
     FINETUNE_PROTOCOLS,
     HEAD_PROTOCOLS,
     PROTOCOLS,
+    SCENE_PROTOCOLS,
     TRAINED_BASELINES,
     fraction_tag,
     is_ssl,
@@ -47,9 +48,10 @@ def _check_job(protocol: str, method: str, fraction: float, seed: int, encoder: 
 
 def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: str | Path, packed: str | Path,
             encoder: str | Path | None, out: str | Path, cfg: dict, device: str = "auto",
-            threads: int | None = None) -> dict[str, Any]:
+            threads: int | None = None, save_model: str | Path | None = None) -> dict[str, Any]:
     """Run one job and write ``metrics.json`` + ``predictions.png`` under ``out``. ``cfg``: the ``evaluate`` section
-    (validated, defaults filled). ``encoder``: an encoder file, or ``None`` for random initialisation."""
+    (validated, defaults filled). ``encoder``: an encoder file, or ``None`` for random initialisation.
+    ``save_model``: also write the trained model there (:mod:`tmf.evaluate.saved_model`; pixel protocols only)."""
     import torch
 
     from tmf.device import configure, resolve_device, seed_everything
@@ -66,6 +68,9 @@ def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: st
         raise ValueError(f"protocol {name!r}: the head protocols are {HEAD_PROTOCOLS} with a dimension suffix, "
                          f"e.g. {HEAD_PROTOCOLS[0]}_d3")
     _check_job(protocol, method, fraction, seed, encoder)
+    if save_model and protocol in SCENE_PROTOCOLS:
+        raise ValueError(f"--save-model: protocol {protocol!r} classifies whole sub-tiles; it trains no model that "
+                         "maps pixels")
     if head_dim is not None:
         cfg = {**cfg, "hyperbolic": {**cfg["hyperbolic"], "dim": head_dim}}
     dev = resolve_device(device)
@@ -81,6 +86,7 @@ def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: st
     else:
         res = run_scene(data, backbone, protocol, fraction, seed, cfg, dev)
     examples = res.pop("_examples")
+    model, architecture = res.pop("_model", None), res.pop("_architecture", None)
     metrics = {
         "schema_version": METRICS_SCHEMA_VERSION,
         "protocol": name, "method": method, "fraction": fraction, "seed": seed, "head_dim": head_dim,
@@ -90,6 +96,11 @@ def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: st
         **res,
     }
     out = Path(out)
+    if save_model:
+        from tmf.evaluate.saved_model import save_model as write_model
+
+        write_model(save_model, model, architecture, {"protocol": name, "method": method, "fraction": fraction,
+                                                      "seed": seed})
     write_json(out / "metrics.json", _clean(metrics))
     predictions_figure(data, examples, out / "predictions.png",
                        title=f"{name} / {method} / {fraction_tag(fraction)} / seed {seed}")

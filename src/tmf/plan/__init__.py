@@ -13,6 +13,7 @@ from tmf.plan.names import (
     HEAD_PROTOCOLS,
     PROBE_PROTOCOLS,
     PROTOCOLS,
+    SCENE_PROTOCOLS,
     SEMISUPERVISED_BASELINES,
     TRAINED_BASELINES,
     fraction_tag,
@@ -22,5 +23,5 @@ from tmf.plan.names import (
 )
 
 __all__ = ["BASELINES", "ENCODER_BASELINES", "FINETUNE_PROTOCOLS", "HEAD_PROTOCOLS", "PROBE_PROTOCOLS", "PROTOCOLS",
-           "SEMISUPERVISED_BASELINES", "TRAINED_BASELINES", "Job", "Plan", "as_json", "fraction_tag",
+           "SCENE_PROTOCOLS", "SEMISUPERVISED_BASELINES", "TRAINED_BASELINES", "Job", "Plan", "as_json", "fraction_tag",
            "head_protocol", "is_ssl", "split_protocol"]

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tmf.plan import paths
-from tmf.plan.checks import check
+from tmf.plan.checks import check, check_map_source
 from tmf.plan.names import (
     FINETUNE_PROTOCOLS,
     HEAD_PROTOCOLS,
+    SCENE_PROTOCOLS,
     SEMISUPERVISED_BASELINES,
     TRAINED_BASELINES,
     fraction_tag,
@@ -39,13 +40,15 @@ PRETRAIN_JOB_KEYS = ("methods", "seeds", "method_params")  # enumerate jobs: add
 FETCH_KEYS = ("source", "url", "extract")
 INDEX_KEYS = ("missing_label",)
 EVALUATION_KEYS = ("backbone", "examples", "eval_batch")  # every protocol
+PREDICT_KEYS = ("window", "overlap", "batch")  # what a map job reads of `predict` (the rest chooses the model)
 REPORT_PAGES = {  # notebook: (title on reports/index.html, what it shows)
     "data": ("Data and tinyMiniFrance", "tiles, sub-tiles and class shares vs Tables 2.4–2.6"),
     "appearance": ("Appearance analysis",
                    "t-SNE + one-class SVM coverage of the test cities by the training cities, vs Table 2.7"),
     "pretraining": ("Pretraining", "loss curves and embedding diagnostics of every (method, seed)"),
     "evaluation": ("Evaluation",
-                   "segmentation of the test cities for every protocol × method × label fraction, vs Table 3.1"),
+                   "segmentation of the test cities for every protocol × method × label fraction, vs Table 3.1; "
+                   "land-cover maps of whole tiles"),
 }
 
 
@@ -83,7 +86,8 @@ class Plan:
         self.params = params
         self._outputs = paths.outputs(params)
         self._jobs: dict[str, dict[tuple, Job]] = {rule: {} for rule in self._outputs}
-        for stage in (self._data, self._appearance, self._pretrain, self._evaluate, self._report, self._dvc):
+        for stage in (self._data, self._appearance, self._pretrain, self._evaluate, self._predict, self._report,
+                      self._dvc):
             for job in stage():
                 self._jobs[job.rule][_key(job.wildcards)] = job
 
@@ -256,6 +260,46 @@ class Plan:
                         yield Job("evaluate", w, out, {**reads, **({"encoder": encoder} if encoder != "none" else {})},
                                   {"cfg": cfg, "encoder": encoder, "device": self.params["device"]})
         yield Job("collect_evaluation", {}, self.output("collect_evaluation"), {"metrics": metrics})
+        if self.params["predict"]["enabled"]:  # the job predict.* names also saves its model (rule evaluate_model)
+            planned = [j.wildcards for j in self.jobs("evaluate")]
+            w = self.map_source(planned)
+            check_map_source(w, planned)
+            job = self.job("evaluate", w)
+            yield Job("evaluate_model", w, self.output("evaluate_model", **w), job.input, job.params)
+
+    def map_source(self, planned: list[dict[str, str]]) -> dict[str, str]:
+        """The wildcards of the evaluation job whose model predicts the maps: ``predict.*``, each ``auto`` resolved
+        among the ``planned`` evaluation jobs' wildcards (finetune, else the first protocol that maps; the first
+        of pretrain.methods; the largest fraction that protocol and method run; the first evaluation seed)."""
+        pr = self.params["predict"]
+        protocol, method = pr["protocol"], pr["method"]
+        if protocol == "auto":
+            pixel = [p for p in dict.fromkeys(w["protocol"] for w in planned)
+                     if split_protocol(p)[0] not in SCENE_PROTOCOLS]
+            protocol = "finetune" if "finetune" in pixel else next(iter(pixel), "")
+        if method == "auto":
+            method = self.params["pretrain"]["methods"][0]
+        fraction = pr["fraction"]
+        if fraction == "auto":
+            ran = [float(w["fraction"]) for w in planned if (w["protocol"], w["method"]) == (protocol, method)]
+            fraction = max(ran, default=1.0)
+        seed = self.params["evaluate"]["seeds"][0] if pr["seed"] == "auto" else pr["seed"]
+        return {"protocol": protocol, "method": method, "fraction": fraction_tag(fraction), "seed": str(seed)}
+
+    def _predict(self) -> Iterator[Job]:
+        pr = self.params["predict"]
+        if not pr["enabled"]:
+            return
+        model = self.jobs("evaluate_model")[0].output["model"]
+        raw = paths.fill(paths.RAW, {"source": self.params["data"]["source"]})
+        cfg = as_json({k: pr[k] for k in PREDICT_KEYS})
+        for split in pr["splits"]:
+            w = {"split": split}
+            out = self.output("predict", **w)
+            yield Job("predict", w, out, {"tiles": paths.TILES, "raw": raw, "model": model},
+                      {"cfg": cfg, "device": self.params["device"]})
+            yield Job("map_previews", w, self.output("map_previews", **w), {**out, "raw": raw},
+                      {"dpi": self.params["report"]["dpi"], "tiles": pr["preview_tiles"]})
 
     def _report(self) -> Iterator[Job]:
         source = self.params["data"]["source"]
@@ -268,6 +312,8 @@ class Plan:
         summaries = [j.output["summary"] for j in self.jobs("appearance_score")]
         collected = self.output("collect_evaluation")
         evaluations = self.jobs("collect_evaluation")[0].input["metrics"]
+        maps = {j.wildcards["split"]: {"index": j.input["index"], "previews": j.output["previews"]}
+                for j in self.jobs("map_previews")}
         reads = {
             "data": {"tiles": paths.TILES, "manifest": paths.MANIFEST, "class_shares": shares,
                      "images": packed["images"], "labels": packed["labels"]},
@@ -278,7 +324,7 @@ class Plan:
                                        for name in paths.APPEARANCE_FIGURES],
                            "classes": _files(self.output("class_representativeness"))},
             "evaluation": {"summary": collected["summary"], "aggregate": collected["aggregate"],
-                           "runs": evaluations},
+                           "runs": evaluations, "maps": [m[k] for m in maps.values() for k in ("index", "previews")]},
         }
         nb = {  # the notebooks' parameters: the files they read (besides the figure settings)
             "data": {"tiles": paths.TILES, "manifest": paths.MANIFEST, "class_shares": shares,
@@ -286,7 +332,7 @@ class Plan:
             "pretraining": {"runs": runs},
             "appearance": {"encoders": encoders, "classes": paths.CLASSES},
             "evaluation": {"summary": collected["summary"], "aggregate": collected["aggregate"],
-                           "runs": evaluations},
+                           "runs": evaluations, "maps": maps},
         }
         for name in paths.NOTEBOOKS:
             rule = f"report_{name}"

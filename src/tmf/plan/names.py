@@ -17,6 +17,7 @@ from __future__ import annotations
 PROTOCOLS = ("linear", "finetune", "finetune_horospherical", "finetune_euclidean", "knn", "logreg")
 FINETUNE_PROTOCOLS = ("finetune", "finetune_horospherical", "finetune_euclidean")
 PROBE_PROTOCOLS = ("linear", "knn", "logreg")
+SCENE_PROTOCOLS = ("knn", "logreg")  # one class per sub-tile: no pixel map
 HEAD_PROTOCOLS = ("finetune_horospherical", "finetune_euclidean")  # one job per evaluate.hyperbolic.dims
 ENCODER_BASELINES = ("random", "imagenet")  # encoders: every protocol
 TRAINED_BASELINES = ("supervised", "oracle", "berundanet_l1", "berundanet_kmeans")  # from scratch, fine-tuning only
