@@ -133,7 +133,7 @@ def changed_jobs(before: Plan, after: Plan) -> set[str]:
     ({"report": {"dpi": 72}}, {"appearance_figures", "class_representativeness", "map_previews", "report_data",
                                "report_appearance", "report_pretraining", "report_evaluation"}),
     ({"pretrain": {"method_params": {"ssw": {"n_projections": 7}}}}, {"pretrain"}),
-    ({"evaluate": {"linear": {"steps": 7}}}, {"evaluate"}),
+    ({"evaluate": {"linear": {"steps": 7}}}, {"evaluate", "evaluate_model"}),  # the maps use linear/simclr
     ({"appearance": {"tsne": {"perplexity": 5}}}, {"appearance_embed"}),
     ({"appearance": {"svm": {"nu": 0.2}}}, {"appearance_score"}),
     ({"subsample": {"seed": 3}}, {"subsample"}),

@@ -439,10 +439,10 @@ def plan_of(given: dict | None = None):
 def test_the_named_evaluation_job_saves_the_model_the_maps_read():
     plan = plan_of()
     (saving,) = plan.jobs("evaluate_model")
-    assert saving.wildcards == {"protocol": "finetune", "method": "simclr", "fraction": "1", "seed": "0"}
+    assert saving.wildcards == {"protocol": "linear", "method": "simclr", "fraction": "1", "seed": "0"}
     same = plan.job("evaluate", saving.wildcards)
     assert saving.params == same.params and saving.input == same.input  # the same job, plus its model
-    assert saving.output == {**same.output, "model": "results/evaluate/finetune/simclr/frac1/seed0/model.pt"}
+    assert saving.output == {**same.output, "model": "results/evaluate/linear/simclr/frac1/seed0/model.pt"}
     (job,) = plan.jobs("predict")
     assert job.wildcards == {"split": "test"}
     assert job.input == {"tiles": "data/tiles.csv", "raw": "data/raw/synthetic", "model": saving.output["model"]}
@@ -471,8 +471,9 @@ def test_naming_another_model_changes_only_which_job_saves_it():
     (["linear", "knn"], "linear"),
     (["knn", "finetune_euclidean", "finetune_horospherical"], "finetune_euclidean_d2"),
 ])
-def test_an_empty_protocol_picks_the_one_that_maps_best(protocols, chosen):
-    plan = plan_of({"evaluate": {"protocols": protocols, "hyperbolic": {"dims": [2, 3]}}})
+def test_auto_picks_the_protocol_that_maps_best(protocols, chosen):
+    plan = plan_of({"evaluate": {"protocols": protocols, "hyperbolic": {"dims": [2, 3]}},
+                    "predict": {"protocol": "auto"}})
     assert plan.jobs("evaluate_model")[0].wildcards["protocol"] == chosen
 
 
@@ -480,9 +481,11 @@ def test_an_empty_protocol_picks_the_one_that_maps_best(protocols, chosen):
     ({"protocol": "knn"}, "predict.protocol = 'knn' classifies whole sub-tiles"),
     ({"protocol": "logreg", "enabled": True}, "predict.protocol = 'logreg' classifies"),
     ({"protocol": "finetun"}, "predict.protocol: unknown protocol .*'finetun' .*did you mean 'finetune'"),
-    ({"method": "supervised"}, "predict.method: unknown method evaluated with finetune 'supervised'"),
-    ({"fraction": 0.5}, r"predict.fraction = 0.5: finetune/simclr runs the label fractions \[0.01, 1.0\]"),
-    ({"seed": 7}, r"predict.seed = 7 is not one of evaluate.seeds \[0, 1\]"),
+    ({"protocol": "finetune", "method": "supervised"},
+     "predict.method: unknown method evaluated with finetune 'supervised'"),
+    ({"protocol": "finetune", "fraction": 0.5},
+     r"predict.fraction = 0.5: finetune/simclr runs the label fractions \[0.01, 1.0\]"),
+    ({"protocol": "finetune", "seed": 7}, r"predict.seed = 7 is not one of evaluate.seeds \[0, 1\]"),
     ({"overlap": 200}, "predict.overlap = 200 px exceeds half of predict.window = 256 px"),
 ])
 def test_a_model_outside_the_plan_is_refused_naming_the_parameter(predict, message):
@@ -504,3 +507,12 @@ def test_no_protocol_that_maps_is_named():
 
     with pytest.raises(ParamsError, match="predict.enabled: none of evaluate.protocols makes pixel maps"):
         plan_of({"evaluate": {"protocols": ["knn"]}})
+
+
+def test_auto_fraction_and_seed_are_the_largest_and_the_first():
+    plan = plan_of({"evaluate": {"fractions": [0.1, 0.5], "seeds": [3, 4]}, "predict": {"protocol": "finetune"}})
+    assert plan.jobs("evaluate_model")[0].wildcards == {"protocol": "finetune", "method": "simclr",
+                                                        "fraction": "0.5", "seed": "3"}
+    plan = plan_of({"predict": {"method": "random", "fraction": 1, "seed": 1}})
+    assert plan.jobs("evaluate_model")[0].wildcards == {"protocol": "linear", "method": "random",
+                                                        "fraction": "1", "seed": "1"}
