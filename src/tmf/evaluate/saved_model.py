@@ -18,7 +18,6 @@ function the map stage calls: uint8 windows in, float32 logits out (bf16 autocas
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,6 +123,3 @@ def load_predictor(path: str | Path, device: torch.device) -> Predictor:
     model.load_state_dict(state)
     model.to(device=device, memory_format=memory_format(device)).eval()
     return Predictor(model, device, tuple(int(i) for i in obj["class_ids"]), obj["job"], obj["architecture"])
-
-
-PredictFn = Callable[[torch.Tensor], torch.Tensor]

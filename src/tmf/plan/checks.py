@@ -119,7 +119,6 @@ def _check_evaluate(params: dict[str, Any]) -> None:
                           f"{pre['backbone']}: the pretrained encoders of pretrain.methods are evaluated")
 
 
-
 def _check_predict(params: dict[str, Any]) -> None:
     pr = params["predict"]
     if pr["enabled"] and pr["overlap"] > pr["window"] // 2:

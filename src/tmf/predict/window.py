@@ -17,9 +17,9 @@ Memory (:func:`predict_tile`): windows are visited row by row. The accumulator h
 × the tile's width × classes floats; once a window row is added, the rows no later window reaches
 (``window - overlap`` of them) are final: they are turned into class ids and handed to ``write_rows``, and the
 ``overlap`` rows the next window row also covers move up. The image is read one strip at a time as well. For a
-10,000 px tile, 512 px windows and 14 classes the accumulator is 72 M floats (287 MB), where a whole-tile
-accumulator would be 1.4 G floats; ``peak_floats`` counts what was held (accumulator + weights + the largest
-logits batch).
+10,000 px tile, 512 px windows and 14 classes the strip is 72 M floats (287 MB), plus one batch of logits
+(batch × 14 × 512²), where a whole-tile accumulator would be 1.4 G floats; ``peak_floats`` counts what was held
+(strip + blend weights + the largest logits batch).
 """
 
 from __future__ import annotations
