@@ -127,8 +127,8 @@ def predict_tile(read_rows: ReadRows, write_rows: WriteRows, height: int, width:
             stats.peak_floats = max(stats.peak_floats, acc.numel() + weight.numel() + logits.numel())
             stats.batches += 1
             stats.windows += len(chunk)
-            for (x0, vw), z in zip(chunk, logits, strict=True):
-                acc[:, :vh, x0:x0 + vw] += z[:, :vh, :vw].float() * weight[:vh, :vw]
+            for (x0, vw), z in zip(chunk, logits.float(), strict=True):  # in place: no temporary
+                acc[:, :vh, x0:x0 + vw].addcmul_(z[:, :vh, :vw], weight[:vh, :vw])
         last = i + 1 == len(ay.starts)
         done = vh if last else ay.stride  # rows that no later window reaches
         write_rows(y0, lut[acc[:, :done].argmax(0)].cpu().numpy())
