@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from tmf.data.minifrance import N_CLASSES, city_rank
+from tmf.data.minifrance import N_CLASSES
 from tmf.io import write_csv
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,6 @@ def predict_split(tiles: str | Path, root: str | Path, split: str, model: str | 
     if rows.empty:
         raise ValueError(f"{tiles}: no tile of split {split!r} to map (predict.splits; the splits present are "
                          f"{sorted(set(frame['split']))})")
-    rows = rows.assign(_c=rows["city"].map(city_rank)).sort_values(["_c", "tile"], kind="stable")
     dev = resolve_device(device)
     configure(dev, threads)
     predictor = load_predictor(model, dev)
