@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="One evaluation job (SPEC.md §5). Writes OUT/metrics.json and OUT/predictions.png.",
     )
     p.add_argument("--protocol", required=True,
-                   help="linear | finetune | finetune_horospherical | finetune_euclidean | knn | logreg")
+                   help="linear | finetune | finetune_horospherical_d<d> | finetune_euclidean_d<d> | knn | logreg | "
+                        "finetune_mm_<subset> | supcon_mm_<subset> (subset: rgb, dem, rgb_dem)")
     p.add_argument("--method", required=True,
                    help="a pretraining method of tmf.ssl.methods (with --encoder "
                         "results/pretrain/<method>/seed<k>/encoder.pt), or a baseline: random, imagenet, supervised, "
@@ -40,17 +41,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     c.add_argument("--inputs", nargs="+", required=True, help="metrics.json files")
     c.add_argument("--out", default="results/evaluate/summary.csv")
+    c.add_argument("--grid", default="", help="also write the multi-modal runs in seed 000 Table 4.3's shape to this "
+                   "CSV (results/evaluate/modality_grid.csv); empty: not written")
     c.set_defaults(func=_collect)
 
 
 def _evaluate(args) -> int:
-    from tmf.config import check_name, method_names, section_arg
-    from tmf.evaluate.run import run_job
-    from tmf.plan import BASELINES, PROTOCOLS, split_protocol
+    import json
 
-    check_name("--protocol", split_protocol(args.protocol)[0], PROTOCOLS, "protocol")
+    from tmf.config import ParamsError, check_name, method_names, section_arg
+    from tmf.evaluate.run import run_job
+    from tmf.plan import BASELINES, PROTOCOLS, split_modal, split_protocol
+
+    base, subset = split_modal(split_protocol(args.protocol)[0])
+    check_name("--protocol", base, PROTOCOLS, "protocol")
     check_name("--method", args.method, [*method_names(), *BASELINES], "method")
-    cfg = section_arg(args.cfg, args.params, "evaluate")
+    cfg_json, elevation = args.cfg, None
+    if cfg_json:  # the workflow adds the elevation section to the dem subsets' evaluate section
+        try:
+            d = json.loads(cfg_json)
+        except json.JSONDecodeError as e:
+            raise ParamsError(f"--cfg for evaluate: not valid JSON: {e}") from None
+        if isinstance(d, dict) and "elevation" in d:
+            elevation = d.pop("elevation")
+            cfg_json = json.dumps(d)
+    cfg = section_arg(cfg_json, args.params, "evaluate")
+    if subset is not None and "dem" in subset:
+        cfg["elevation"] = section_arg(json.dumps(elevation) if elevation is not None else None, args.params,
+                                       "elevation")
     m = run_job(args.protocol, args.method, args.fraction, args.seed, args.manifest, args.packed, args.encoder,
                 args.out, cfg, device=args.device, threads=args.threads, run=args.run)
     log.info("%s/%s frac %s seed %d: OA %.4f mIoU %.4f kappa %.4f (%.1f s)", m["protocol"], m["method"],
@@ -62,6 +80,6 @@ def _evaluate(args) -> int:
 def _collect(args) -> int:
     from tmf.evaluate.summary import collect
 
-    out, agg = collect(args.inputs, args.out)
+    out, agg = collect(args.inputs, args.out, grid=args.grid or None)
     log.info("wrote %s and %s", out, agg)
     return 0

@@ -95,8 +95,11 @@ def build_optimizers(model: SegmentationModel, lr: float, encoder_lr_scale: floa
 def train_segmentation(model: SegmentationModel, pool: TrainPool, cfg: dict, device: torch.device,
                        gen: torch.Generator, *, encoder_lr_scale: float, freeze_steps: int,
                        unlabeled: TrainPool | None = None, aux: str | None = None, aux_weight: float = 0.0,
-                       kmeans_alpha_reg: float = 1.0, log_every: int = 0) -> dict[str, Any]:
+                       kmeans_alpha_reg: float = 1.0, log_every: int = 0, contrast=None,
+                       alpha: float = 0.0) -> dict[str, Any]:
     """Train ``model`` for ``cfg['steps']`` steps on batches of ``pool`` (+ ``unlabeled`` batches for ``aux``).
+    ``contrast(stage_outputs, y) → scalar``: a representation term weighted ``alpha`` against the cross-entropy,
+    L = α·contrast + (1 − α)·CE (MM-SupCon + CE, seed 000 eq. 4.5; tmf.evaluate.multimodal).
 
     Returns ``{"steps", "seconds", "images_per_s", "final_loss", "history": [[step, loss], ...]}``.
     """
@@ -116,12 +119,14 @@ def train_segmentation(model: SegmentationModel, pool: TrainPool, cfg: dict, dev
             g["lr"] = g["base_lr"] * f * (0.0 if (frozen and g["name"] == "encoder") else 1.0)
         model.backbone.train(not frozen)
         x8, y = pool.sample(batch, gen)
-        x = to_input(x8, device)
+        x = pool.to_input(x8)
         with autocast(device):
             with torch.set_grad_enabled(not frozen):
                 feats = model.backbone.feature_maps(x)
             dec = model.decoder(feats, x.shape[-2:])
             loss = masked_cross_entropy(model.head(dec), y)
+            if contrast is not None and alpha > 0:
+                loss = (1 - alpha) * loss + alpha * contrast(feats, y)
             if aux is not None:
                 u8, _ = unlabeled.sample(int(cfg["unlabeled_batch"]), gen)
                 u = to_input(u8, device)

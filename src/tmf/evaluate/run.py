@@ -17,10 +17,13 @@ from tmf.io import write_json
 from tmf.plan import (
     FINETUNE_PROTOCOLS,
     HEAD_PROTOCOLS,
+    MODAL_PROTOCOLS,
     PROTOCOLS,
     TRAINED_BASELINES,
     fraction_tag,
     is_ssl,
+    runs_subset,
+    split_modal,
     split_protocol,
 )
 
@@ -33,9 +36,21 @@ MEASURED = ("oa", "miou", "kappa", "hierarchical_cost", "per_class_iou", "per_ci
 MEASURED_TRAIN = ("final_loss", "images_per_s", "seconds")
 
 
-def _check_job(protocol: str, method: str, fraction: float, seed: int, encoder: str | None) -> None:
+def _check_job(protocol: str, method: str, fraction: float, seed: int, encoder: str | None,
+               subset: str | None = None) -> None:
+    from tmf.modalities import RGB, method_modalities
+
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {list(PROTOCOLS)}")
+    if (protocol in MODAL_PROTOCOLS) != (subset is not None):
+        raise ValueError(f"protocol {protocol!r}: the multi-modal protocols are {MODAL_PROTOCOLS} with a subset "
+                         f"suffix, e.g. {MODAL_PROTOCOLS[0]}_rgb_dem")
+    if subset is not None and not runs_subset(method, subset):
+        raise ValueError(f"method {method!r} (pretrained on {list(method_modalities(method))}) cannot be evaluated "
+                         f"on the modalities {subset!r}")
+    if subset is None and RGB not in method_modalities(method):
+        raise ValueError(f"method {method!r} pretrained no RGB encoder: it runs only the multi-modal protocols "
+                         f"{MODAL_PROTOCOLS} on its modalities {list(method_modalities(method))}")
     if method in TRAINED_BASELINES and protocol not in FINETUNE_PROTOCOLS:
         raise ValueError(f"method {method!r} is a network trained end to end: it runs only the fine-tuning "
                          f"protocols {list(FINETUNE_PROTOCOLS)}, not {protocol!r}")
@@ -54,7 +69,9 @@ def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: st
             threads: int | None = None, run=None) -> dict[str, Any]:
     """Run one job and write ``metrics.json`` + ``predictions.png`` under ``out``. ``cfg``: the ``evaluate`` section
     (validated, defaults filled). ``encoder``: an encoder file, or ``None`` for random initialisation. ``run``:
-    the job's MLflow run (``args.run``, tmf.tracking.command) that the scores are logged to; None: not logged."""
+    the job's MLflow run (``args.run``, tmf.tracking.command) that the scores are logged to; None: not logged.
+    The multi-modal protocols (``finetune_mm_<subset>``, ``supcon_mm_<subset>``) also read ``cfg["elevation"]``
+    (the ``elevation`` section) for the dem subsets and ``cfg["multimodal"]`` for supcon_mm."""
     import torch
 
     from tmf.data.packed import open_packed
@@ -67,19 +84,29 @@ def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: st
     fraction, seed = float(fraction), int(seed)
     name = protocol
     protocol, head_dim = split_protocol(name)
+    protocol, subset = split_modal(protocol)
     if (protocol in HEAD_PROTOCOLS) != (head_dim is not None):
         raise ValueError(f"protocol {name!r}: the head protocols are {HEAD_PROTOCOLS} with a dimension suffix, "
                          f"e.g. {HEAD_PROTOCOLS[0]}_d3")
-    _check_job(protocol, method, fraction, seed, encoder)
+    _check_job(protocol, method, fraction, seed, encoder, subset)
     if head_dim is not None:
         cfg = {**cfg, "hyperbolic": {**cfg["hyperbolic"], "dim": head_dim}}
     dev = resolve_device(device)
     configure(dev, threads)
     seed_everything(seed)
     data = open_packed(manifest, packed)
-    backbone = load_encoder(cfg["backbone"], encoder)
+    if subset is not None:
+        from tmf.evaluate.multimodal import load_modal_encoders, run_finetune_mm
+        from tmf.modalities import SUBSETS
+
+        encoders = load_modal_encoders(cfg["backbone"], cfg.get("elevation"), encoder, SUBSETS[subset])
+    else:
+        backbone = load_encoder(cfg["backbone"], encoder)
     t0 = time.perf_counter()
-    if protocol in FINETUNE_PROTOCOLS:
+    if subset is not None:
+        alpha = float(cfg["multimodal"]["alpha"]) if protocol == "supcon_mm" else 0.0
+        res = run_finetune_mm(data, encoders, method, fraction, seed, cfg, dev, subset, alpha)
+    elif protocol in FINETUNE_PROTOCOLS:
         res = run_finetune(data, backbone, method, fraction, seed, cfg, dev, head=HEAD_OF_PROTOCOL[protocol])
     elif protocol == "linear":
         res = run_linear(data, backbone, fraction, seed, cfg, dev)
@@ -89,6 +116,7 @@ def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: st
     metrics = {
         "schema_version": METRICS_SCHEMA_VERSION,
         "protocol": name, "method": method, "fraction": fraction, "seed": seed, "head_dim": head_dim,
+        "subset": subset,
         "encoder": encoder or "none", "backbone": cfg["backbone"],
         "device": str(dev), "torch": torch.__version__, "seconds": time.perf_counter() - t0,
         "params": {k: v for k, v in cfg.items()},

@@ -11,6 +11,7 @@ from tmf.plan.names import (
     ENCODER_BASELINES,
     FINETUNE_PROTOCOLS,
     HEAD_PROTOCOLS,
+    MODAL_PROTOCOLS,
     PROBE_PROTOCOLS,
     PROTOCOLS,
     SEMISUPERVISED_BASELINES,
@@ -18,9 +19,13 @@ from tmf.plan.names import (
     fraction_tag,
     head_protocol,
     is_ssl,
+    modal_protocol,
+    runs_subset,
+    split_modal,
     split_protocol,
 )
 
-__all__ = ["BASELINES", "ENCODER_BASELINES", "FINETUNE_PROTOCOLS", "HEAD_PROTOCOLS", "PROBE_PROTOCOLS", "PROTOCOLS",
-           "SEMISUPERVISED_BASELINES", "TRAINED_BASELINES", "Job", "Plan", "as_json", "fraction_tag",
-           "head_protocol", "is_ssl", "split_protocol"]
+__all__ = ["BASELINES", "ENCODER_BASELINES", "FINETUNE_PROTOCOLS", "HEAD_PROTOCOLS", "MODAL_PROTOCOLS",
+           "PROBE_PROTOCOLS", "PROTOCOLS", "SEMISUPERVISED_BASELINES", "TRAINED_BASELINES", "Job", "Plan", "as_json",
+           "fraction_tag", "head_protocol", "is_ssl", "modal_protocol", "runs_subset", "split_modal",
+           "split_protocol"]

@@ -13,16 +13,22 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tmf.modalities import DEM, RGB, SUBSETS, method_modalities, needs_dem
 from tmf.plan import paths
 from tmf.plan.checks import check
 from tmf.plan.names import (
     FINETUNE_PROTOCOLS,
     HEAD_PROTOCOLS,
+    MODAL_PROTOCOLS,
     SEMISUPERVISED_BASELINES,
     TRAINED_BASELINES,
     fraction_tag,
+    has_elevation,
     head_protocol,
     is_ssl,
+    modal_protocol,
+    runs_subset,
+    split_modal,
     split_protocol,
     ssl_encoder_method,
 )
@@ -144,7 +150,7 @@ class Plan:
         d = self.params["data"]
         source = d["source"]
         if source == "synthetic":
-            cfg = {"source": "synthetic", "synthetic": d["synthetic"]}
+            cfg = {"source": "synthetic", "synthetic": d["synthetic"], "dem": d["dem"]}
             yield Job("generate", {}, self.output("generate"), {}, {"cfg": as_json(cfg)})
         else:
             cfg = {k: d[k] for k in FETCH_KEYS}
@@ -155,7 +161,7 @@ class Plan:
                   {"cfg": as_json({k: d[k] for k in INDEX_KEYS})})
         sub = self.output("subsample")
         yield Job("subsample", {}, sub, {"tiles": self.output("index_tiles")["tiles"], "raw": raw},
-                  {"cfg": as_json(self.params["subsample"])})
+                  {"cfg": as_json(self.params["subsample"]), "dem": "yes" if has_elevation(self.params) else "no"})
         yield Job("pack", {}, self.output("pack"), {"manifest": sub["manifest"], "crops": sub["crops"]})
 
     def _appearance(self) -> Iterator[Job]:
@@ -196,29 +202,43 @@ class Plan:
         yield Job("class_representativeness", {}, self.output("class_representativeness"), packed, {"dpi": dpi})
 
     def pretrain_cfg(self, method: str) -> dict[str, Any]:
-        """Exactly what one method's pretraining depends on: the shared settings and its own method params."""
+        """Exactly what one method's pretraining depends on: the shared settings and its own method params (and
+        the ``elevation`` section for a method that reads elevation, which ``tmf pretrain`` takes apart)."""
         pre = self.params["pretrain"]
         cfg = {k: v for k, v in pre.items() if k not in PRETRAIN_JOB_KEYS}
         cfg["method_params"] = {method: pre["method_params"][method]}
+        if needs_dem(method):
+            cfg["elevation"] = self.params["elevation"]
         return cfg
 
     def _pretrain(self) -> Iterator[Job]:
         pre = self.params["pretrain"]
-        reads = {"manifest": paths.MANIFEST, "images": paths.PACKED_IMAGES}
         for method in pre["methods"]:
+            reads = {"manifest": paths.MANIFEST, "images": paths.PACKED_IMAGES,
+                     **(paths.PACKED_DEM if needs_dem(method) else {})}
             for seed in pre["seeds"]:
                 w = {"method": method, "seed": str(seed)}
                 yield Job("pretrain", w, self.output("pretrain", **w), reads,
                           {"cfg": as_json(self.pretrain_cfg(method)), "device": self.params["device"]})
 
     def evaluation_cfg(self, protocol: str, method: str) -> dict[str, Any]:
-        """Exactly what one evaluation job depends on: the shared settings and its own protocol's section."""
+        """Exactly what one evaluation job depends on: the shared settings and its own protocol's section (the
+        multi-modal protocols: ``finetune``, ``multimodal`` for supcon_mm, and the ``elevation`` section, which
+        ``tmf evaluate`` takes apart, for the dem subsets)."""
         protocol, _ = split_protocol(protocol)  # the head dimension is in the protocol name, not in the params
+        protocol, subset = split_modal(protocol)  # so is the subset of modalities
         ev = self.params["evaluate"]
         cfg = {k: ev[k] for k in EVALUATION_KEYS}
         if method == "imagenet":
             cfg["imagenet_weights"] = ev["imagenet_weights"]
-        if protocol in FINETUNE_PROTOCOLS:
+        if subset is not None:
+            cfg["finetune"] = ev["finetune"]
+            cfg["max_test_per_city"] = ev["max_test_per_city"]
+            if protocol == "supcon_mm":
+                cfg["multimodal"] = {k: v for k, v in ev["multimodal"].items() if k != "subsets"}
+            if DEM in SUBSETS[subset]:
+                cfg["elevation"] = self.params["elevation"]
+        elif protocol in FINETUNE_PROTOCOLS:
             cfg["finetune"] = ev["finetune"]
             if method in SEMISUPERVISED_BASELINES:
                 cfg["semisup"] = ev["semisup"]
@@ -233,13 +253,26 @@ class Plan:
         methods = list(dict.fromkeys([*self.params["pretrain"]["methods"], *ev["baselines"]]))
         protocols = []
         for p in ev["protocols"]:
-            protocols += [head_protocol(p, d) for d in ev["hyperbolic"]["dims"]] if p in HEAD_PROTOCOLS else [p]
-        reads = {"manifest": paths.MANIFEST, "images": paths.PACKED_IMAGES, "labels": paths.PACKED_LABELS}
+            if p in HEAD_PROTOCOLS:
+                protocols += [head_protocol(p, d) for d in ev["hyperbolic"]["dims"]]
+            elif p in MODAL_PROTOCOLS:
+                protocols += [modal_protocol(p, s) for s in ev["multimodal"]["subsets"]]
+            else:
+                protocols.append(p)
         metrics = []
         for protocol in protocols:
             base, _ = split_protocol(protocol)
+            base, subset = split_modal(base)
+            reads = {"manifest": paths.MANIFEST, "images": paths.PACKED_IMAGES, "labels": paths.PACKED_LABELS,
+                     **(paths.PACKED_DEM if subset is not None and DEM in SUBSETS[subset] else {})}
             for method in methods:
-                if method in TRAINED_BASELINES:
+                if subset is not None:
+                    if not runs_subset(method, subset):
+                        continue
+                    fractions = ev["fractions"]
+                elif RGB not in method_modalities(method):
+                    continue  # pretrained on elevation alone: the multi-modal protocols only
+                elif method in TRAINED_BASELINES:
                     if base not in FINETUNE_PROTOCOLS:
                         continue
                     fractions = ev["baseline_fractions"]
@@ -255,7 +288,8 @@ class Plan:
                         metrics.append(out["metrics"])
                         yield Job("evaluate", w, out, {**reads, **({"encoder": encoder} if encoder != "none" else {})},
                                   {"cfg": cfg, "encoder": encoder, "device": self.params["device"]})
-        yield Job("collect_evaluation", {}, self.output("collect_evaluation"), {"metrics": metrics})
+        yield Job("collect_evaluation", {}, self.output("collect_evaluation"), {"metrics": metrics},
+                  {"grid": self.output("collect_evaluation").get("grid", "")})
 
     def _report(self) -> Iterator[Job]:
         source = self.params["data"]["source"]

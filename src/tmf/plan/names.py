@@ -6,7 +6,10 @@ Evaluated methods are the self-supervised encoders of ``pretrain.methods`` plus 
   fine-tuning protocols and ``evaluate.probe_fractions`` for the frozen probes;
 - ``supervised``, ``oracle``, ``berundanet_l1``, ``berundanet_kmeans`` are networks trained from scratch
   (:data:`TRAINED_BASELINES`): the fine-tuning protocols only, at ``evaluate.baseline_fractions`` (seed 004
-  Table 3.1 uses all labels).
+  Table 3.1 uses all labels);
+- the multi-modal protocols (:data:`MODAL_PROTOCOLS`) run one job per downstream subset of modalities
+  (``<protocol>_<subset>``), for the methods pretrained on those modalities and ``random`` (:func:`runs_subset`);
+  a method pretrained on elevation alone (``mm_ssl_dem``) runs no RGB protocol.
 
 Appearance encoders are ``random-<arch>``, ``imagenet-<arch>`` (arch: a key of ``appearance.weights``) or
 ``ssl-<method>`` (a method of ``pretrain.methods``).
@@ -14,8 +17,13 @@ Appearance encoders are ``random-<arch>``, ``imagenet-<arch>`` (arch: a key of `
 
 from __future__ import annotations
 
-PROTOCOLS = ("linear", "finetune", "finetune_horospherical", "finetune_euclidean", "knn", "logreg")
+from tmf.data.minifrance import DEM_SOURCES
+from tmf.modalities import SUBSETS, method_modalities
+
+PROTOCOLS = ("linear", "finetune", "finetune_horospherical", "finetune_euclidean", "knn", "logreg", "finetune_mm",
+             "supcon_mm")
 FINETUNE_PROTOCOLS = ("finetune", "finetune_horospherical", "finetune_euclidean")
+MODAL_PROTOCOLS = ("finetune_mm", "supcon_mm")  # one job per evaluate.multimodal.subsets (tmf.evaluate.multimodal)
 PROBE_PROTOCOLS = ("linear", "knn", "logreg")
 HEAD_PROTOCOLS = ("finetune_horospherical", "finetune_euclidean")  # one job per evaluate.hyperbolic.dims
 ENCODER_BASELINES = ("random", "imagenet")  # encoders: every protocol
@@ -43,6 +51,34 @@ def split_protocol(name: str) -> tuple[str, int | None]:
         if name.startswith(base + "_d") and name[len(base) + 2:].isdigit():
             return base, int(name[len(base) + 2:])
     return name, None
+
+
+def modal_protocol(protocol: str, subset: str) -> str:
+    """``finetune_mm`` on ``rgb_dem`` → ``finetune_mm_rgb_dem`` (the job's protocol folder)."""
+    return f"{protocol}_{subset}"
+
+
+def split_modal(name: str) -> tuple[str, str | None]:
+    """``supcon_mm_dem`` → ``("supcon_mm", "dem")``; other protocols → ``(name, None)``."""
+    for base in MODAL_PROTOCOLS:
+        if name.startswith(base + "_") and name[len(base) + 1:] in SUBSETS:
+            return base, name[len(base) + 1:]
+    return name, None
+
+
+def runs_subset(method: str, subset: str) -> bool:
+    """Whether ``method`` is evaluated on the downstream ``subset``: its modalities are among those the method was
+    pretrained on (seed 000 Table 4.3 fills no cell below the diagonal); ``random`` on every subset; the networks
+    trained from scratch on none."""
+    if method in TRAINED_BASELINES or method == "imagenet":
+        return False
+    return method == "random" or set(SUBSETS[subset]) <= set(method_modalities(method))
+
+
+def has_elevation(params: dict) -> bool:
+    """Whether the configuration's data come with elevation: ``data.dem: auto`` and a source that ships it
+    (:data:`tmf.data.minifrance.DEM_SOURCES`)."""
+    return params["data"]["dem"] == "auto" and params["data"]["source"] in DEM_SOURCES
 
 
 def fraction_tag(fraction: float) -> str:

@@ -107,6 +107,31 @@ def segmentation_comparison(summary_agg_csv: str | Path, source: str) -> pd.Data
     return df
 
 
+def modality_grids(summary_agg_csv: str | Path, source: str) -> list[tuple[str, pd.DataFrame]]:
+    """The multi-modal runs in the shape of seed 000 Table 4.3 (rows: pretraining modalities, ``None`` = random
+    initialisation; columns: downstream modalities; "—" where a cell is not run, as the source's "-"), one grid
+    per protocol × label fraction × metric (mIoU and OA, %, mean ± std over seeds): ``[(title, frame), ...]``,
+    empty without multi-modal runs. Table 4.3 reports scene accuracy on Meter-ML, ours is segmentation of the
+    test cities: compare the pattern (which cells beat the None row), not the values."""
+    from tmf.evaluate.summary import modality_grid
+    from tmf.modalities import SUBSETS, subset_label
+
+    grid = modality_grid(pd.read_csv(summary_agg_csv))
+    out = []
+    for (protocol, fraction), g in grid.groupby(["protocol", "fraction"], sort=False):
+        rows = list(dict.fromkeys(g["pretraining"]))
+        cols = [subset_label(s) for s in SUBSETS if s in set(g["subset"])]
+        for metric, name in (("miou", "mIoU"), ("oa", "OA")):
+            frame = pd.DataFrame("—", index=pd.Index(rows, name="pretraining"), columns=cols)
+            for _, r in g.iterrows():
+                frame.loc[r["pretraining"], r["downstream"]] = _mean_std(r, metric)
+            frame["seeds"] = [int(g.loc[g["pretraining"] == p, "n_seeds"].min()) for p in rows]
+            title = (f"{protocol}, {100 * float(fraction):g} % of the labels: {name} (%, mean ± std over seeds) — "
+                     f"{source_label(source)}")
+            out.append((title, frame.reset_index()))
+    return out
+
+
 def mlflow_links(command: str, frame: pd.DataFrame) -> list[str]:
     """An HTML link to the MLflow run of each row's job, or "—" for a job that was not tracked. ``frame`` has
     the job's naming columns (``method``, ``seed``; an evaluation's ``protocol``, ``fraction``): the name is
