@@ -142,3 +142,27 @@ def test_packed_elevation_is_checked(synthetic, tmp_path):
     frame.drop(columns=["dem_min"]).to_csv(tmp_path / "bad.csv", index=False)
     with pytest.raises(ValueError, match=r"bad.csv: elevation column\(s\) \['dem_min'\] missing"):
         open_packed(tmp_path / "bad.csv", tmp_path / "packed")
+
+
+def test_dfc2022_shaped_release_gets_its_elevation(tmp_path):
+    """The release as it is (tests/public_releases.py): odd tile sizes, a tile in a second CRS, JPEG tiles, DEM
+    no-data patches, and the test partition without georeference (mapped by the ratio of the pixel grids)."""
+    from public_releases import make_dfc2022_release
+
+    rel = make_dfc2022_release(tmp_path / "dfc", seed=0, test_partition=True)
+    tiles = index_tiles(rel.folder)
+    assert (tiles["dem"] != "").all() and (tiles["georeferenced"] == 0).any()
+    chosen = select_subtiles(tiles, len(tiles), 32, 0)
+    frame = write_tinyminifrance(chosen, rel.folder, tmp_path / "all", dem=True)
+    assert frame["has_dem"].all() and frame["dem_valid"].min() > 0.5
+    assert frame.loc[frame["city"].str.startswith("TestArea"), "dem_mean"].between(40, 100).all()
+    # (tmf.data.packed reads the 16 cities only: the test partition's areas stop there, not here)
+    frame = write_tinyminifrance(chosen[~chosen["city"].str.startswith("TestArea")], rel.folder, tmp_path / "tiny",
+                                 dem=True)
+    pack(tmp_path / "tiny" / "manifest.csv", tmp_path / "tiny" / "packed")
+    p = open_packed(tmp_path / "tiny" / "manifest.csv", tmp_path / "tiny" / "packed")
+    # the fixture's DEMs are 50 + 0.3 row + 0.1 col (m, on the 1 m grid) plus noise: every sub-tile sees that plane
+    for i in range(len(frame)):
+        v = p.dem_valid[i].astype(bool)
+        assert 40 < p.dem[i][v].mean() < 100 and np.isfinite(p.dem[i]).all()
+        assert np.all(p.dem[i][~v] == 0)

@@ -128,3 +128,27 @@ def test_jobs_a_method_may_not_run_and_data_without_elevation(tmp_path):
     with pytest.raises(ParamsError, match=r"evaluate.protocols: finetune_mm \(dem\) needs elevation"):
         run_job("finetune_mm_dem", "random", 1.0, 0, manifest, packed, None, tmp_path, cfg, device="cpu")
     assert not open_packed(manifest, packed).has_dem
+
+
+def test_the_grid_has_table_4_3_shape(tmp_path):
+    from tmf.evaluate.summary import GRID_COLUMNS, aggregate_table, modality_grid
+    from tmf.report.tables import modality_grids
+
+    cells = [("random", s) for s in ("rgb", "dem", "rgb_dem")] + [("mm_ssl_dem", "dem"), ("mm_ssl", "rgb_dem"),
+                                                                   ("mm_ssl_star", "rgb")]
+    rows = [{"protocol": f"finetune_mm_{s}", "method": m, "fraction": 0.01, "seed": k, "n_train": 3,
+             "oa": 0.5 + 0.01 * k, "miou": 0.2 + 0.01 * k, "kappa": 0.1, "hierarchical_cost": 1.0}
+            for m, s in cells for k in range(3)]
+    rows.append({**rows[0], "protocol": "finetune", "method": "simclr"})  # not a multi-modal run: not in the grid
+    grid = modality_grid(aggregate_table(pd.DataFrame(rows)))
+    assert list(grid.columns) == list(GRID_COLUMNS) and len(grid) == len(cells)
+    assert list(dict.fromkeys(grid["pretraining"])) == ["None", "DEM", "RGB + DEM", "RGB + DEM ⋆"]
+    assert grid["miou_mean"].iloc[0] == pytest.approx(0.21) and grid["n_seeds"].eq(3).all()
+    grid_csv = tmp_path / "agg.csv"
+    aggregate_table(pd.DataFrame(rows)).to_csv(grid_csv, index=False)
+    (title, miou), (_, oa) = modality_grids(grid_csv, "synthetic")
+    assert "finetune_mm, 1 % of the labels: mIoU" in title and "OA" in _
+    assert list(miou.columns) == ["pretraining", "RGB", "DEM", "RGB + DEM", "seeds"]
+    table = miou.set_index("pretraining")
+    assert table.loc["None", "RGB"] == "21.00 ± 1.00" and table.loc["DEM", "RGB"] == "—"
+    assert table.loc["RGB + DEM", "RGB + DEM"] != "—" and table.loc["RGB + DEM ⋆", "DEM"] == "—"

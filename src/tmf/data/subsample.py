@@ -176,17 +176,24 @@ def _crop_city(rows: list[dict], raw_root: str, out_root: str, dem: bool = False
         write(src, arr, dst_rel, win)
         return arr
 
+    open_dem: dict[str, object] = {}  # the DEM of the tile being cropped (rows come tile by tile)
+
     def crop_dem(r: dict, win: Window) -> dict:
         from tmf.data.checks import open_raster
         from tmf.data.elevation import dem_stats, dem_under
 
         image = src_of(r["source_image"])
-        with open_raster(raw / r["source_dem"]) as src:
-            try:
-                values, valid = dem_under(image, src, r["row_off"], r["col_off"], r["height"], r["width"])
-            except Exception as e:
-                raise ValueError(f"{raw / r['source_dem']}: unreadable elevation under {r['id']} ({e}); run "
-                                 "`tmf index` again") from None
+        if r["source_dem"] not in open_dem:
+            for ds in open_dem.values():
+                ds.close()
+            open_dem.clear()
+            open_dem[r["source_dem"]] = open_raster(raw / r["source_dem"])
+        try:
+            values, valid = dem_under(image, open_dem[r["source_dem"]], r["row_off"], r["col_off"], r["height"],
+                                      r["width"])
+        except Exception as e:
+            raise ValueError(f"{raw / r['source_dem']}: unreadable elevation under {r['id']} ({e}); run "
+                             "`tmf index` again") from None
         rel = dem_crop_path(r)
         write(image, np.where(valid, values, np.float32(DEM_NODATA))[None].astype(np.float32), rel, win,
               nodata=DEM_NODATA)
@@ -214,7 +221,7 @@ def _crop_city(rows: list[dict], raw_root: str, out_root: str, dem: bool = False
                 counts = [int(x) for x in bc]
             results.append((r["id"], counts, dems.get(r["id"], {})))
     finally:
-        for ds in open_src.values():
+        for ds in [*open_src.values(), *open_dem.values()]:
             ds.close()
         env.__exit__(None, None, None)
     return results

@@ -150,12 +150,13 @@ def _prepare(cfg, manifest, packed_dir, out_dir, method_name, seed, dev, info, m
     names, modal = ("images",), None
     if getattr(model, "takes_modalities", False):  # views {modality: [...]}; the DEM rows stay with the images
         uses_dem = DEM in model.modalities
+        ref = None
         if uses_dem:
             packed.require_dem(f"pretrain.methods: {method_name}", packed.rows(cfg["splits"]))
             names = ("images", *DEM_ARRAY_NAMES)
-        ref = absolute_reference(packed.manifest) if uses_dem and elevation["normalise"] == "absolute" else None
+            ref = absolute_reference(packed.manifest) if elevation["normalise"] == "absolute" else None
+            cfg = {**cfg, "elevation": elevation}  # part of the run's parameters: a checkpoint resumes only with it
         modal = (model.modalities, elevation, ref)
-        cfg = {**cfg, "elevation": elevation}  # part of the run's parameters: a checkpoint resumes only with it
     feed = PackedFeed(packed, cfg["splits"], device=dev, seed=seed, device_cache=cfg["device_cache"], names=names)
     if feed.n < batch:
         log.warning("only %d images in splits %s for a batch of %d: images repeat within a batch", feed.n,
