@@ -347,7 +347,7 @@ def _views(images_uint8, other, crop_specs, crop_size, cfg, g, batch, offset, me
         k = _blur_matrix(b, size, cfg, g, batch, offset, dev)
         if other_w is not None:
             o2 = _geometry(other_w, p, q, swap).contiguous(memory_format=memory_format)
-            others.append(o2 if out_dtype in (None, wd) else o2.to(out_dtype))
+            others.append(o2 if out_dtype == wd else o2.to(out_dtype))
         if not rgb:
             continue
         p, q = k @ p, k @ q
