@@ -469,7 +469,7 @@ def test_multimodal_plan_is_table_4_3_shaped():
     assert "dem" in pre["mm_ssl"].input and "dem" not in pre["mm_ssl_rgb"].input
     assert "elevation" in pre["mm_ssl_dem"].cfg and "elevation" not in pre["mm_ssl_rgb"].cfg
     collect = plan.jobs("collect_evaluation")[0]
-    assert collect.output["grid"] == collect.params["grid"] == paths.MODALITY_GRID
+    assert collect.output["grid"] == paths.MODALITY_GRID and collect.params["grid"] == ["--grid", paths.MODALITY_GRID]
     # the elevation settings re-run exactly the jobs that read elevation
     after = plan_of({**MULTIMODAL, "elevation": {"scale_m": 5.0}})
     changed = {(j.rule, j.wildcards.get("protocol", ""), j.wildcards["method"]) for r in ("pretrain", "evaluate")
@@ -484,7 +484,7 @@ def test_elevation_in_the_data_stage_and_the_default_run():
     assert plan.outputs("pack") == {"images": paths.PACKED_IMAGES, "labels": paths.PACKED_LABELS, **paths.PACKED_DEM}
     assert plan.job("subsample").params["dem"] == "yes" and plan.job("generate").cfg["dem"] == "auto"
     assert not any("dem" in j.input for r in ("pretrain", "evaluate") for j in plan.jobs(r))  # nothing reads it
-    assert "grid" not in plan.outputs("collect_evaluation") and plan.jobs("collect_evaluation")[0].params["grid"] == ""
+    assert "grid" not in plan.outputs("collect_evaluation") and plan.jobs("collect_evaluation")[0].params["grid"] == []
     mf = study()  # MiniFrance ships no DEM: the RGB-only data product
     assert mf.outputs("pack") == {"images": paths.PACKED_IMAGES, "labels": paths.PACKED_LABELS}
     assert mf.job("subsample").params["dem"] == "no"

@@ -93,4 +93,4 @@ rule collect_evaluation:
     conda:
         SOFTWARE
     shell:
-        "tmf collect --inputs {input.metrics} --out {output.summary} --grid {params.grid:q} > {log} 2>&1"
+        "tmf collect --inputs {input.metrics} --out {output.summary} {params.grid:q} > {log} 2>&1"

@@ -267,7 +267,8 @@ class Plan(ReportJobs):
                         yield Job("evaluate", w, out, {**reads, **({"encoder": encoder} if encoder != "none" else {})},
                                   {"cfg": cfg, "encoder": encoder, "device": self.params["device"]})
         yield Job("collect_evaluation", {}, self.output("collect_evaluation"), {"metrics": metrics},
-                  {"grid": self.output("collect_evaluation").get("grid", "")})
+                  {"grid": [arg for path in [self.output("collect_evaluation").get("grid")] if path
+                            for arg in ("--grid", path)]})  # the multi-modal grid: its argument, or none
         if self.params["predict"]["enabled"]:  # the job predict.* names also saves its model (rule evaluate_model)
             planned = [j.wildcards for j in self.jobs("evaluate")]
             w = self.map_source(planned)
