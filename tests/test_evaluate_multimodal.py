@@ -144,7 +144,7 @@ def test_the_grid_has_table_4_3_shape(tmp_path):
     rows.append({**rows[0], "protocol": "finetune", "method": "simclr"})  # not a multi-modal run: not in the grid
     grid = modality_grid(aggregate_table(pd.DataFrame(rows)))
     assert list(grid.columns) == list(GRID_COLUMNS) and len(grid) == len(cells)
-    assert list(dict.fromkeys(grid["pretraining"])) == ["None", "DEM", "RGB + DEM", "RGB + DEM ⋆"]
+    assert list(dict.fromkeys(grid["pretraining"])) == ["random init", "DEM", "RGB + DEM", "RGB + DEM ⋆"]
     assert grid["miou_mean"].iloc[0] == pytest.approx(0.21) and grid["n_seeds"].eq(3).all()
     agg_csv = tmp_path / "agg.csv"
     aggregate_table(pd.DataFrame(rows)).to_csv(agg_csv, index=False)
@@ -152,6 +152,6 @@ def test_the_grid_has_table_4_3_shape(tmp_path):
     assert list(miou.columns) == ["protocol", "test set", "label fraction", "pretraining", "RGB", "DEM", "RGB + DEM",
                                   "seeds"]
     table = miou.set_index("pretraining")
-    assert table.loc["None", "RGB"] == "21.0 ± 1.0" and table.loc["DEM", "RGB"] == "—"
+    assert table.loc["random init", "RGB"] == "21.0 ± 1.0" and table.loc["DEM", "RGB"] == "—"
     assert table.loc["RGB + DEM", "RGB + DEM"] != "—" and table.loc["RGB + DEM ⋆", "DEM"] == "—"
     assert (miou["label fraction"] == "1 %").all() and (miou["test set"] == "the test cities").all()

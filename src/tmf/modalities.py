@@ -43,10 +43,10 @@ def subset_label(subset: str) -> str:
 
 
 def pretraining_label(method: str) -> str:
-    """A row of Table 4.3: ``None`` (random initialisation), the pretraining modalities (``RGB + DEM ⋆`` without
+    """A row of Table 4.3: ``random init`` (Table 4.3's "None"), the pretraining modalities (``RGB + DEM ⋆`` without
     in-modality views), or ``RGB (<method>)`` for the RGB-only methods of the zoo."""
     if method == "random":
-        return "None"
+        return "random init"
     if method in METHOD_MODALITIES:
         return " + ".join(m.upper() for m in METHOD_MODALITIES[method]) + (" ⋆" if method in STAR_METHODS else "")
     return f"RGB ({method})"

@@ -96,7 +96,7 @@ _GRID_SCORES = GRID_COLUMNS[GRID_COLUMNS.index("n_seeds"):]
 def modality_grid(agg):
     """The multi-modal protocols' runs in the shape of seed 000 Table 4.3: one row per (protocol, test set, label
     fraction, pretraining, downstream modalities), mean and std over seeds (columns :data:`GRID_COLUMNS`). ``pretraining``:
-    ``None`` (random initialisation), ``RGB``, ``DEM``, ``RGB + DEM``, ``RGB + DEM ⋆`` (no in-modality views) or
+    ``random init`` (Table 4.3's "None"), ``RGB``, ``DEM``, ``RGB + DEM``, ``RGB + DEM ⋆`` (no in-modality views) or
     ``RGB (<method>)``; ``downstream``: the subset's modalities."""
     import pandas as pd
 

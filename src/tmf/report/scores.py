@@ -253,10 +253,10 @@ def maps_per_city(ctx: Context, split: str) -> pd.DataFrame:
 
 def modality_grid(ctx: Context) -> pd.DataFrame:
     """The multi-modal runs in the shape of seed 000 Table 4.3: per protocol, test set and label fraction, one row
-    per pretraining (``None``: random initialisation; ``⋆``: MM-SSL without in-modality views) and one column per
+    per pretraining (``random init``: Table 4.3's "None"; ``⋆``: MM-SSL without in-modality views) and one column per
     downstream set of modalities, mIoU (%, mean ± std over seeds); "—" where a cell is not run (the source's "-").
     Table 4.3 reports scene accuracy on Meter-ML, ours is segmentation: compare the pattern (which cells beat the
-    None row), not the values."""
+    random-init row), not the values."""
     from tmf.evaluate.summary import modality_grid as grid_of
     from tmf.modalities import SUBSETS, subset_label
 
