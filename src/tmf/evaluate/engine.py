@@ -30,6 +30,17 @@ N_SCORED = len(SCORED_IDS)
 
 
 # ---------------------------------------------------------------- encoders
+def read_torch_file(path: Path, missing: str):
+    """``torch.load`` of one of our files, tensors and plain containers only (``weights_only``); a missing file is
+    ``FileNotFoundError`` (``missing: path``), an unreadable one a ``ValueError`` naming it."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{missing}: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt or foreign file
+        raise ValueError(f"{path}: not a readable torch file: {e}") from None
+
+
 def load_encoder(backbone: str, path: str | Path | None) -> nn.Module:
     """A ResNet ``backbone``; with ``path``, weights from a file.
 
@@ -43,12 +54,7 @@ def load_encoder(backbone: str, path: str | Path | None) -> nn.Module:
     if path is None:
         return model
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"encoder file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt or foreign file
-        raise ValueError(f"{path}: not a readable torch file: {e}") from None
+    obj = read_torch_file(path, "encoder file not found")
     if isinstance(obj, dict) and "state_dict" in obj:
         arch = obj.get("arch")
         if arch is not None and arch != backbone:

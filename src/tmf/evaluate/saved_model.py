@@ -104,14 +104,10 @@ class Predictor:
 def load_predictor(path: str | Path, device: torch.device) -> Predictor:
     """Read ``model.pt`` (:func:`save_model`), rebuild its network on ``device`` in eval mode."""
     from tmf.device import memory_format
+    from tmf.evaluate.engine import read_torch_file
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path} (the evaluation job named by predict.* writes it)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt or foreign file
-        raise ValueError(f"{path}: not a readable torch file: {e}") from None
+    obj = read_torch_file(path, "model file not found (the evaluation job named by predict.* writes it)")
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise ValueError(f"{path}: not a {FORMAT} file (written by `tmf evaluate --save-model`)")
     if obj.get("version") != VERSION:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tmf.data.minifrance import TILE_RES
-from tmf.models.resnet import BasicBlock
+from tmf.models.resnet import BasicBlock, init_weights
 
 RGB_CHANNELS = 3
 INPUT_KEYS = ("normalise", "scale_m", "slope")  # of the elevation section: what the DEM encoder's input depends on
@@ -104,12 +104,7 @@ class ElevationEncoder(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.stage_channels = tuple(int(w) for w in widths)
         self.out_dim = int(widths[-1])
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
     def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.stem(x)

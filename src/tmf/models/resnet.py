@@ -59,6 +59,16 @@ class Bottleneck(nn.Module):
         return self.relu(out + idt)
 
 
+
+def init_weights(module: nn.Module) -> None:
+    """torchvision's ResNet initialisation: Kaiming-normal (fan-out, ReLU) convolutions, batch norms at (1, 0)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
 class ResNet(nn.Module):
     """torchvision's ResNet. ``forward`` returns ImageNet logits; ``features`` the pooled last block;
     ``feature_maps`` the four stage outputs (strides 4, 8, 16, 32) for dense heads and U-Net decoders."""
@@ -78,12 +88,7 @@ class ResNet(nn.Module):
         self.fc = nn.Linear(512 * block.expansion, num_classes)
         self.stage_channels = tuple(w * block.expansion for w in (64, 128, 256, 512))
         self.out_dim = 512 * block.expansion
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
     def _make_layer(self, block, width: int, blocks: int, stride: int = 1) -> nn.Sequential:
         downsample = None
