@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from tmf.device import autocast, configure, memory_format, resolve_device
 from tmf.evaluate.engine import N_SCORED, TrainPool
-from tmf.evaluate.finetune import _optimizer, train_segmentation
+from tmf.evaluate.finetune import build_optimizers, train_segmentation
 from tmf.evaluate.losses import relaxed_kmeans_loss
 from tmf.models.decoder import SegmentationModel
 from tmf.models.resnet import build_backbone
@@ -49,21 +49,19 @@ def bench_finetune(args, device) -> float:
     labels = rng.integers(0, 16, (args.tiles, args.side, args.side), dtype=np.uint8)
     pool = TrainPool(images, labels, device, args.crop)
     unl = TrainPool(images, None, device, args.crop) if args.aux != "none" else None
-    cfg = {"steps": args.warmup, "batch": args.batch, "unlabeled_batch": args.batch, "lr": 1e-3,
-           "weight_decay": 1e-4, "warmup_frac": 0.0}
+    cfg = {"batch": args.batch, "unlabeled_batch": args.batch, "lr": 1e-3, "weight_decay": 1e-4, "warmup_frac": 0.0}
     model = model_for(args, device)
     gen = torch.Generator().manual_seed(0)
     kw = dict(encoder_lr_scale=0.1, freeze_steps=0, unlabeled=unl,
               aux=None if args.aux == "none" else args.aux, aux_weight=1.0)
-    train_segmentation(model, pool, cfg, device, gen, **kw)  # warm-up (cudnn autotuning, allocator)
-    cfg["steps"] = args.steps
-    out = train_segmentation(model, pool, cfg, device, gen, **kw)
+    train_segmentation(model, pool, cfg, device, gen, steps=args.warmup, **kw)  # warm-up (cudnn, allocator)
+    out = train_segmentation(model, pool, cfg, device, gen, steps=args.steps, **kw)
     return out["images_per_s"]
 
 
 def bench_compute_only(args, device) -> float:
     model = model_for(args, device).train()
-    opt, _ = _optimizer(model, 1e-3, 0.1, 1e-4)
+    opts = build_optimizers(model, 1e-3, 0.1, 1e-4)
     x = torch.randn(args.batch, 3, args.crop, args.crop, device=device).contiguous(
         memory_format=memory_format(device))
     y = torch.randint(0, N_SCORED, (args.batch, args.crop, args.crop), device=device)
@@ -77,9 +75,11 @@ def bench_compute_only(args, device) -> float:
                 logits = model(x)
                 out = model.auxiliary(x).float()
                 loss = F.cross_entropy(logits.float(), y) + relaxed_kmeans_loss(torch.softmax(out, 1), x01)
-        opt.zero_grad(set_to_none=True)
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        for opt in opts:
+            opt.step()
 
     for _ in range(args.warmup):
         step()

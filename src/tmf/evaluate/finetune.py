@@ -22,6 +22,7 @@ float32 on the CPU.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
@@ -92,15 +93,30 @@ def build_optimizers(model: SegmentationModel, lr: float, encoder_lr_scale: floa
     return opts
 
 
+def finetune_steps(ft: dict, n_train: int) -> int:
+    """Optimiser steps of a fine-tuning job on ``n_train`` sub-tiles (``evaluate.finetune``): ``steps`` when it is
+    positive (every label fraction alike), else ``ceil(epochs · n_train / batch)`` within ``[min_steps, max_steps]``
+    — a schedule that grows with the label pool, as training each fraction to convergence does (seed 000 Table 4.2
+    protocol; the floor and cap are ours)."""
+    if int(ft["steps"]) > 0:
+        return int(ft["steps"])
+    if n_train < 1:
+        raise ValueError("finetune_steps: no training sub-tile")
+    lo, hi = int(ft["min_steps"]), int(ft["max_steps"])
+    if hi < lo:
+        raise ValueError(f"evaluate.finetune.max_steps = {hi} is below min_steps = {lo}")
+    return min(hi, max(lo, math.ceil(float(ft["epochs"]) * n_train / int(ft["batch"]) - 1e-9)))
+
+
 def train_segmentation(model: SegmentationModel, pool: TrainPool, cfg: dict, device: torch.device,
-                       gen: torch.Generator, *, encoder_lr_scale: float, freeze_steps: int,
+                       gen: torch.Generator, *, steps: int, encoder_lr_scale: float, freeze_steps: int,
                        unlabeled: TrainPool | None = None, aux: str | None = None, aux_weight: float = 0.0,
                        kmeans_alpha_reg: float = 1.0, log_every: int = 0) -> dict[str, Any]:
-    """Train ``model`` for ``cfg['steps']`` steps on batches of ``pool`` (+ ``unlabeled`` batches for ``aux``).
+    """Train ``model`` for ``steps`` steps on batches of ``pool`` (+ ``unlabeled`` batches for ``aux``).
 
     Returns ``{"steps", "seconds", "images_per_s", "final_loss", "history": [[step, loss], ...]}``.
     """
-    steps, batch = int(cfg["steps"]), int(cfg["batch"])
+    batch = int(cfg["batch"])
     opts = build_optimizers(model, float(cfg["lr"]), encoder_lr_scale, float(cfg["weight_decay"]))
     groups = [g for opt in opts for g in opt.param_groups]
     warmup = int(round(float(cfg["warmup_frac"]) * steps))
@@ -179,11 +195,12 @@ def run_finetune(packed: Packed, backbone: nn.Module, method: str, fraction: flo
         urows = unlabeled_pool(frame)
         unl = TrainPool(packed.images[urows], None, device, ft["crop"], ft["augment"])
     enc_scale = 1.0 if scratch else float(ft["encoder_lr_scale"])
-    freeze = 0 if scratch else int(round(float(ft["freeze_encoder_frac"]) * int(ft["steps"])))
+    steps = finetune_steps(ft, len(train_rows))
+    freeze = 0 if scratch else int(round(float(ft["freeze_encoder_frac"]) * steps))
     train = train_segmentation(
-        model, pool, ft, device, gen, encoder_lr_scale=enc_scale, freeze_steps=freeze, unlabeled=unl, aux=aux,
-        aux_weight=float(semi["lambda_l1"] if aux == "l1" else semi["lambda_kmeans"]),
-        kmeans_alpha_reg=float(semi["kmeans_alpha_reg"]), log_every=max(1, int(ft["steps"]) // 10))
+        model, pool, ft, device, gen, steps=steps, encoder_lr_scale=enc_scale, freeze_steps=freeze, unlabeled=unl,
+        aux=aux, aux_weight=float(semi["lambda_l1"] if aux == "l1" else semi["lambda_kmeans"]),
+        kmeans_alpha_reg=float(semi["kmeans_alpha_reg"]), log_every=max(1, steps // 10))
     model.eval()
     test_rows = scoring_pool(frame, int(cfg["max_test_per_city"]))
     ex = example_rows(test_rows, int(cfg["examples"]))

@@ -116,4 +116,8 @@ def _check_evaluate(params: dict[str, Any]) -> None:
     if pre["backbone"] != ev["backbone"]:
         raise ParamsError(f"evaluate.backbone = {ev['backbone']} differs from pretrain.backbone = "
                           f"{pre['backbone']}: the pretrained encoders of pretrain.methods are evaluated")
+    ft = ev["finetune"]
+    if ft["steps"] == 0 and ft["max_steps"] < ft["min_steps"]:
+        raise ParamsError(f"evaluate.finetune.max_steps = {ft['max_steps']} is below min_steps = {ft['min_steps']} "
+                          "(the cap and floor of the epoch-scaled fine-tuning schedule, steps = 0)")
 
