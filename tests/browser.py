@@ -22,6 +22,9 @@ before the check has finished (on real notebook pages the result was missing in 
 Outside hosts are mapped to "not found" (``--host-resolver-rules``), so the check is offline and a report that
 needs the internet to show an image fails it.
 
+``screenshot(root, page, out)`` loads one page the same way (served over HTTP, offline) and writes a PNG of its
+first screen, with the errors the page logged to its console (uncaught exceptions, failed scripts).
+
 ``require_chromium()`` is for tests: it skips when Chromium is missing, except under ``CI=true`` where it fails
 (CI installs Chromium: ``apt-get install -y chromium``).
 """
@@ -263,11 +266,7 @@ def check_site(root: Path, index: str = "reports/index.html", timeout: float = 6
         port = server.server_address[1]
         with tempfile.TemporaryDirectory(prefix="tmf-chromium-", ignore_cleanup_errors=True) as tmp:
             log = Path(tmp) / "chromium.log"
-            cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                   "--disable-dev-shm-usage", "--mute-audio", "--hide-scrollbars",
-                   "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-                   f"--user-data-dir={Path(tmp) / 'profile'}", f"http://127.0.0.1:{port}{CHECKER_PATH}"]
+            cmd = [*_chromium_cmd(exe, Path(tmp) / "profile"), f"http://127.0.0.1:{port}{CHECKER_PATH}"]
             rc = _run_chromium(cmd, inbox, timeout, log)
             if inbox.body is None:
                 raise RuntimeError(f"Chromium (exit {rc}) gave no site-check result for {root / index}; "
@@ -280,3 +279,62 @@ def check_site(root: Path, index: str = "reports/index.html", timeout: float = 6
     if "error" in result:
         raise RuntimeError(f"site checker failed on {root / index}: {result['error']}")
     return result
+
+
+def _chromium_cmd(exe: str, profile: Path) -> list[str]:
+    return [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-dev-shm-usage", "--mute-audio", "--hide-scrollbars",
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", f"--user-data-dir={profile}"]
+
+
+def screenshot(root: Path, page: str, out: Path, width: int = 1280, height: int = 2400,
+               timeout: float = 90) -> dict:
+    """Load ``root/page`` in headless Chromium (served over HTTP on 127.0.0.1, outside hosts unreachable) and
+    write a ``width`` × ``height`` PNG of it to ``out``.
+
+    Returns ``{"png": out, "console": [message]}``: the messages the page logged to its console (Chromium's
+    ``CONSOLE`` log lines: uncaught exceptions, scripts that failed). Raises FileNotFoundError when Chromium or
+    the page is missing, TimeoutError when Chromium does not finish within ``timeout`` seconds (it is killed),
+    RuntimeError when it exits without writing the PNG.
+    """
+    import re
+
+    root, out = Path(root), Path(out)
+    if not (root / page).is_file():
+        raise FileNotFoundError(f"screenshot: page {root / page} not found")
+    exe = chromium_path()
+    if exe is None:
+        raise FileNotFoundError(CHROMIUM_MISSING)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(root, b"", _Inbox()))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, name="screenshot-http", daemon=True)
+    thread.start()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.unlink(missing_ok=True)
+        url = f"http://127.0.0.1:{server.server_address[1]}/{quote(page.lstrip('/'))}"
+        with tempfile.TemporaryDirectory(prefix="tmf-chromium-", ignore_cleanup_errors=True) as tmp:
+            log = Path(tmp) / "chromium.log"
+            cmd = [*_chromium_cmd(exe, Path(tmp) / "profile"), "--enable-logging=stderr", "--v=0",
+                   f"--window-size={width},{height}", f"--screenshot={out}", url]
+            with open(log, "wb") as sink:
+                proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                raise TimeoutError(f"Chromium did not screenshot {page} within {timeout:g} s; output tail:\n"
+                                   f"{_tail(log)}") from None
+            finally:
+                _kill_group(proc)
+            text = log.read_text("utf-8", "replace")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    if not out.is_file():
+        raise RuntimeError(f"Chromium (exit {proc.returncode}) wrote no screenshot of {page}; output tail:\n"
+                           f"{text[-2000:]}")
+    console = [m.group(1) for m in re.finditer(r":CONSOLE[^\]]*\] (.*)", text)]
+    return {"png": out, "console": console}

@@ -44,7 +44,7 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 
-from tmf.data.minifrance import CITIES, DEM_NODATA, DFC2022_FOLDERS
+from tmf.data.minifrance import CITIES, DEM_NODATA, DFC2022_FOLDERS, City
 
 PRIMES = (67, 71, 73, 79, 83, 89, 97, 101, 103, 107, 109, 113)
 DFC_SPLIT = dict(zip(("labeled", "unlabeled", "test"), DFC2022_FOLDERS, strict=True))
@@ -148,14 +148,16 @@ def _stems(city, n: int) -> tuple[list[str], list[tuple[float, float]]]:
 
 
 def make_dfc2022_release(out: str | Path, seed: int = 0, tiles_per_city: int = 2,
-                         test_partition: bool = False) -> Release:
-    """Write DFC2022's archives under ``out`` (see the module docstring); return a :class:`Release`."""
+                         test_partition: bool = False, extra_cities: tuple[City, ...] = ()) -> Release:
+    """Write DFC2022's archives under ``out`` (see the module docstring); return a :class:`Release`.
+    ``extra_cities``: cities that are not one of MiniFrance's 16, written into the archive of their split
+    (labels when labeled), e.g. ``City("Toulon", "labeled", 0, "83", 940, 6240)``."""
     out = Path(out)
     tree = out / "tree"
     rng = np.random.default_rng(seed)
     files: list[str] = []
     tiles = dict.fromkeys(DFC2022_FOLDERS, 0)
-    for city in CITIES:
+    for city in (*CITIES, *extra_cities):
         folder = DFC_SPLIT[city.split]
         stems, origins = _stems(city, tiles_per_city)
         crs: list[str | None] = ["EPSG:2154"] * tiles_per_city

@@ -136,3 +136,18 @@ def test_hung_page_times_out_and_chromium_is_killed(tmp_path: Path) -> None:
     with pytest.raises(TimeoutError, match="within 4 s"):
         check_site(tmp_path, timeout=4)
     assert time.monotonic() - start < 15
+
+
+def test_screenshot_of_a_page_and_its_console_errors(site: Path, tmp_path: Path) -> None:
+    from browser import screenshot
+
+    require_chromium()
+    from PIL import Image
+
+    (site / "reports" / "broken.html").write_text(page("Broken", "<h1>Hello</h1><script>undefinedCall();</script>"))
+    good = screenshot(site, "reports/notebooks/good.html", tmp_path / "good.png", width=640, height=480)
+    assert good["console"] == [] and Image.open(good["png"]).size == (640, 480)
+    bad = screenshot(site, "reports/broken.html", tmp_path / "bad.png", width=640, height=480)
+    assert len(bad["console"]) == 1 and "undefinedCall is not defined" in bad["console"][0], bad
+    with pytest.raises(FileNotFoundError, match="nope.html"):
+        screenshot(site, "reports/nope.html", tmp_path / "nope.png")

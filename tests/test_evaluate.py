@@ -381,7 +381,8 @@ def test_cli_missing_encoder_is_a_clear_error(tiny, tmp_path, capsys):
 def _fake_metrics(path, protocol, method, fraction, seed, oa):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
-        "protocol": protocol, "method": method, "fraction": fraction, "seed": seed, "n_train": 3, "oa": oa,
+        "protocol": protocol, "method": method, "test_set": "test_cities", "fraction": fraction, "seed": seed,
+        "n_train": 3, "oa": oa,
         "miou": oa / 2, "kappa": oa - 0.1, "hierarchical_cost": 1 - oa, "level": "pixel",
         "per_class_iou": {str(i): 0.5 for i in SCORED_IDS},
         "per_city": {"Rennes": {"oa": oa, "miou": 0.1}}}))

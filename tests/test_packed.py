@@ -42,9 +42,17 @@ def test_missing_files_are_named(tiny, tmp_path):
         (tmp_path / "aside.npy").rename(packed / f"{name}.npy")
 
 
+def test_a_city_that_is_not_one_of_the_16_is_read(tiny, tmp_path):
+    """A city folder that is not one of MiniFrance's 16 (tiles.csv: minifrance_city = 0) is its own city."""
+    manifest, packed = tiny
+    other = tmp_path / "other.csv"
+    read_manifest(manifest).assign(city=lambda m: ["Toulon"] + list(m["city"][1:])).to_csv(other, index=False)
+    assert open_packed(other, packed).manifest["city"].iloc[0] == "Toulon"
+
+
 @pytest.mark.parametrize("change, match", [
     (lambda m: m.drop(columns=["has_label", "count_3"]), r"missing column\(s\) \['has_label', 'count_3'\]"),
-    (lambda m: m.assign(city=["Paris"] + list(m["city"][1:])), r"unknown cities \['Paris'\]"),
+    (lambda m: m.assign(city=[""] + list(m["city"][1:])), r"row 0 has no city"),
     (lambda m: m.assign(split=["train"] + list(m["split"][1:])), r"unknown split\(s\) \['train'\]"),
     (lambda m: m.iloc[:-1], r"images.npy: 20 sub-tiles but the manifest has 19 rows"),
     (lambda m: m.iloc[:0], "no sub-tile"),

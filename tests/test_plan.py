@@ -39,7 +39,8 @@ def test_default_plan():
         "class_representativeness": 1, "pretrain": 2,
         "evaluate": 18,  # (simclr, ssw, random) x (finetune at 2 fractions + linear at 1) x 2 seeds
         "collect_evaluation": 1, "report_data": 1, "report_pretraining": 1, "report_appearance": 1,
-        "report_evaluation": 1, "report_index": 1, "dvc_track": 1}
+        "report_evaluation": 1, "report_items_data": 1, "report_items_pretraining": 1,
+        "report_items_appearance": 1, "report_items_evaluation": 1, "report_index": 1, "dvc_track": 1}
     assert plan.targets == ["reports/index.html", "data.dvc"]
     job = plan.job("pretrain", {"method": "ssw", "seed": "0"})
     assert job.output == {"encoder": "results/pretrain/ssw/seed0/encoder.pt",
@@ -94,7 +95,8 @@ def test_head_protocols_expand_per_dimension():
                                       for d in (2, 3, 128))}
     job = plan.job("evaluate", {"protocol": "finetune_euclidean_d3", "method": "random", "fraction": "0.01",
                                 "seed": "0"})
-    assert set(job.cfg) == {"backbone", "examples", "eval_batch", "max_test_per_city", "finetune", "hyperbolic"}
+    assert set(job.cfg) == {"backbone", "examples", "eval_batch", "max_test_per_city", "test_set", "holdout",
+                            "finetune", "hyperbolic"}
     assert "dims" not in job.cfg["hyperbolic"]  # the dimension is in the protocol name
     assert split_protocol("finetune_euclidean_d128") == ("finetune_euclidean", 128)
     assert split_protocol("finetune") == ("finetune", None)
@@ -108,7 +110,7 @@ def test_evaluation_params_per_protocol_and_method():
         return plan.job("evaluate", {"protocol": protocol, "method": method, "fraction": fraction,
                                      "seed": "0"}).cfg
 
-    shared = {"backbone", "examples", "eval_batch", "max_test_per_city"}
+    shared = {"backbone", "examples", "eval_batch", "max_test_per_city", "test_set", "holdout"}  # test_set auto
     assert set(cfg("linear", "simclr")) == shared | {"linear"}
     assert set(cfg("knn", "random")) == shared | {"knn"}
     assert set(cfg("finetune", "simclr")) == shared | {"finetune"}
@@ -136,8 +138,8 @@ def changed_jobs(before: Plan, after: Plan) -> set[str]:
 
 
 @pytest.mark.parametrize("change, rules", [
-    ({"report": {"dpi": 72}}, {"appearance_figures", "class_representativeness", "report_data",
-                               "report_appearance", "report_pretraining", "report_evaluation"}),
+    ({"report": {"dpi": 72}}, {"appearance_figures", "class_representativeness", "report_items_data",
+                               "report_items_appearance", "report_items_pretraining", "report_items_evaluation"}),
     ({"pretrain": {"method_params": {"ssw": {"n_projections": 7}}}}, {"pretrain"}),
     ({"evaluate": {"linear": {"steps": 7}}}, {"evaluate"}),
     ({"appearance": {"tsne": {"perplexity": 5}}}, {"appearance_embed"}),
@@ -146,9 +148,21 @@ def changed_jobs(before: Plan, after: Plan) -> set[str]:
     ({"data": {"synthetic": {"seed": 3}}}, {"generate"}),
     ({"device": "cpu"}, {"appearance_encode", "pretrain", "evaluate"}),
     ({"tracking": {"experiment": "other"}}, set()),
+    ({"evaluate": {"test_set": "cross_city"}}, {"evaluate"}),  # what is scored: evaluation only, not pretraining
+    ({"evaluate": {"holdout": {"seed": 2}}}, {"evaluate"}),  # test_set auto may hold out tiles
+    ({"evaluate": {"max_test_per_city": 3}}, {"evaluate"}),
 ])
 def test_a_change_changes_exactly_the_params_of_what_depends_on_it(change, rules):
     assert changed_jobs(plan_of(), plan_of(change)) == rules
+
+
+def test_only_the_test_sets_that_hold_out_tiles_read_evaluate_holdout():
+    for test_set in ("test_cities", "cross_city"):
+        before = plan_of({"evaluate": {"test_set": test_set}})
+        assert changed_jobs(before, plan_of({"evaluate": {"test_set": test_set, "holdout": {"seed": 2}}})) == set()
+        assert all("holdout" not in j.cfg for j in before.jobs("evaluate"))
+    assert all(j.cfg["holdout"] == {"fraction": 0.2, "block_km": 5, "seed": 0}
+               for j in plan_of({"evaluate": {"test_set": "labeled_holdout"}}).jobs("evaluate"))
 
 
 def test_a_method_param_changes_only_that_methods_jobs():
@@ -163,13 +177,61 @@ def test_a_method_param_changes_only_that_methods_jobs():
 def test_report_index_params_are_words_not_shell_text():
     job = plan_of().jobs("report_index")[0]
     pages = job.params["pages"]
-    assert pages[:4] == ["--page", "Data and tinyMiniFrance", "reports/notebooks/data.html",
+    assert pages[:5] == ["--page", "data", "Data and tinyMiniFrance", "reports/notebooks/data.html",
                          "tiles, sub-tiles and class shares vs Tables 2.4–2.6"]
     assert job.params["summaries"] == ["--appearance-summary", "results/appearance/random-resnet34/summary.json"]
+    assert job.params["tables"] == ["--table", "class_shares", "reports/data/class_shares.html",
+                                    "--table", "coverage_vs_published", "reports/appearance/coverage_vs_published.html",
+                                    "--table", "segmentation_vs_published",
+                                    "reports/evaluation/segmentation_vs_published.html"]
     assert job.input["pages"] == [f"reports/notebooks/{n}.html" for n in paths.NOTEBOOKS]
     nb = json.loads(plan_of().jobs("report_pretraining")[0].params["nb"])
-    assert nb == {"source": "synthetic", "dpi": 110, "runs": {"simclr/seed0": "results/pretrain/simclr/seed0",
-                                                              "ssw/seed0": "results/pretrain/ssw/seed0"}}
+    assert nb == {"source": "synthetic", "items": [["loss_curves", {}, "reports/pretraining/loss_curves.png"],
+                                                   ["pretraining_runs", {}, "reports/pretraining/pretraining_runs.html"]]}
+
+
+def test_every_report_item_is_a_file_of_its_notebook_and_its_items_job():
+    """The figures and tables a notebook shows are the outputs of its report_items job (drawn) or of the stage
+    that writes them; the notebook reads every one of them; the dpi is a parameter of the drawing job only."""
+    from tmf.report import items
+
+    plan = plan_of()
+    for part in paths.NOTEBOOKS:
+        drawn = plan.jobs(f"report_items_{part}")[0]
+        notebook = plan.jobs(f"report_{part}")[0]
+        shown = json.loads(notebook.params["nb"])["items"]
+        assert {items.item(name).part for name, _, _ in shown} == {part}
+        assert set(notebook.input["shown"]) == {path for _, _, path in shown}
+        mine = {path for name, _, path in shown if items.item(name).kind != "output"}
+        assert set(drawn.output.values()) == mine and mine, part
+        assert all(p.startswith(f"reports/{part}/") for p in mine)
+        assert drawn.cfg["dpi"] == 110 and "dpi" not in json.loads(notebook.params["nb"])
+        produced = {p for rule in plan.rules if not rule.startswith("report_") for j in plan.jobs(rule)
+                    for p in plan_files(j.output)}
+        assert {path for name, _, path in shown if items.item(name).kind == "output"} <= produced
+
+
+def plan_files(value):
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in plan_files(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in plan_files(v)]
+    return [value]
+
+
+def test_one_confusion_matrix_per_protocol_and_method_at_its_largest_fraction_and_first_seed():
+    plan = plan_of({"evaluate": {"protocols": ["linear", "finetune", "knn"], "seeds": [3, 1]}})
+    job = plan.jobs("report_items_evaluation")[0]
+    shown = [(keys, path, own) for name, keys, path, own in job.cfg["items"] if name == "confusion"]
+    runs = {(k["protocol"], k["method"]): (k["fraction"], k["seed"]) for k, _, _ in shown}
+    assert runs == {(p, m): ("1", "1") for p in ("linear", "finetune") for m in ("simclr", "ssw", "random")}
+    keys, path, own = shown[0]
+    assert path == f"reports/evaluation/confusion-{keys['protocol']}-{keys['method']}-1-1.png"
+    assert own == {"metrics": f"results/evaluate/{keys['protocol']}/{keys['method']}/frac1/seed1/metrics.json"}
+    assert own["metrics"] in job.input["files"]
+    nb = json.loads(plan.jobs("report_evaluation")[0].params["nb"])["items"]
+    predictions = {tuple(sorted(k.items())): p for n, k, p in nb if n == "predictions"}
+    assert predictions[tuple(sorted(keys.items()))] == own["metrics"].replace("metrics.json", "predictions.png")
 
 
 def test_real_source_fetches_and_dvc_can_be_off():

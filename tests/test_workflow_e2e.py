@@ -48,7 +48,7 @@ def test_outputs_exist(run: Path):
     assert set(manifest["split"]) == {"labeled", "unlabeled", "test"}
     assert manifest["city"].nunique() == 16
     index = (run / "reports/index.html").read_text()
-    for page in re.findall(r'href="([^"]+)"', index):
+    for page in re.findall(r'href="([^"#]+)', index):
         assert (run / "reports" / page).exists(), page
     assert "embedded synthetic" in index
 
@@ -71,18 +71,88 @@ def test_report_opens_in_a_browser(run: Path):
 
 def test_index_shows_comparison_tables(run: Path):
     index = (run / "reports/index.html").read_text()
-    for heading in ("Table 2.7", "Table 3.1", "Tables 2.5 / 2.6"):
+    for heading in ("Table 2.7", "Table 3.1", "Tables 2.5 and 2.6"):
         assert heading in index
 
 
+def visible_text(html: str) -> str:
+    """A page without its inline images (base64 can spell anything) and style sheets."""
+    html = re.sub(r"data:image/[a-z+]+;base64,[A-Za-z0-9+/=]+", "", html)
+    return re.sub(r"<style[^>]*>.*?</style>", "", html, flags=re.S)
+
+
+def report_pages(run: Path) -> list[str]:
+    return ["reports/index.html", *(f"reports/notebooks/{n}.html" for n in ("data", "appearance", "pretraining",
+                                                                            "evaluation"))]
+
+
+def test_report_reads_like_a_results_section(run: Path):
+    """The index opens with the findings, each linking to an item of a notebook; no page shows None, NaN, a
+    source text's seed number or a code cell; the notebooks ran without kernel errors."""
+    index = (run / "reports/index.html").read_text()
+    assert index.index("What this run found") < index.index("<h2>Notebooks</h2>")
+    found = re.search(r'<ul class="findings">(.*?)</ul>', index, re.S).group(1)
+    sentences = re.findall(r"<li>(.*?)</li>", found, re.S)
+    assert len(sentences) >= 4, sentences  # pretrained vs random per fraction, trend, strongest/weakest, coverage
+    assert any("random initialisation" in s for s in sentences) and any("IoT" in s for s in sentences)
+    for sentence in sentences:
+        (target,) = re.findall(r'href="([^"]+)"', sentence)
+        page, anchor = target.split("#")
+        assert f'id="{anchor}"' in (run / "reports" / page).read_text(), target
+    for page in report_pages(run):
+        text = visible_text((run / page).read_text())
+        assert not re.search(r"\bNone\b", text), page
+        assert not re.search(r"\bnan\b", text, re.I), page
+        assert not re.search(r"seed 00\d", text), page
+        assert "hl-ipython3" not in text, page  # nbconvert's markup of a code cell's input
+    for log in sorted((run / "logs/report").glob("*.log")):
+        assert not re.search(r"\[IPKernelApp\]|KeyboardInterrupt|Traceback", log.read_text()), log
+
+
+def test_screenshots_of_the_report_show_pages_without_load_errors(run: Path, tmp_path: Path):
+    """Headless Chromium renders the index and every notebook: a non-blank first screen, no console error."""
+    import numpy as np
+    from browser import screenshot
+    from PIL import Image
+
+    require_chromium()
+    for page in report_pages(run):
+        shot = screenshot(run, page, tmp_path / (Path(page).stem + ".png"))
+        assert shot["console"] == [], (page, shot["console"])
+        pixels = np.asarray(Image.open(shot["png"]).convert("L"), dtype=float)
+        assert pixels.shape == (2400, 1280)
+        assert (pixels < 200).mean() > 0.005 and pixels.std() > 10, (page, "blank screenshot")
+
+
 def test_snakemake_report_zip(run: Path):
-    snakemake(run, "--cores", "1", *TINY, "--report", "report.zip")
+    """snakemake --report holds every figure and table the notebooks show (and the notebooks), in the items'
+    categories."""
+    import collections
     import zipfile
 
+    import yaml
+
+    from tmf.config import workflow_config
+    from tmf.plan import Plan
+    from tmf.report.items import ITEMS
+
+    snakemake(run, "--cores", "1", *TINY, "--report", "report.zip")
     with zipfile.ZipFile(run / "report.zip") as z:
         names = z.namelist()
-    assert any(n.endswith("coverage_heatmaps.png") for n in names), names[:20]
-    assert any(n.endswith("report.html") for n in names)
+        html = z.read(next(n for n in names if n.endswith("report.html"))).decode()
+    plan = Plan(workflow_config(yaml.safe_load((run / "tests/configs/tiny.yaml").read_text()),
+                                run / "params/default.yaml"))
+    expected = collections.Counter()
+    for part in ("data", "appearance", "pretraining", "evaluation"):
+        shown = json.loads(plan.jobs(f"report_{part}")[0].params["nb"])["items"]
+        assert shown
+        expected.update(Path(path).name for _, _, path in shown)
+        expected[f"{part}.html"] += 1  # the notebook itself
+    held = collections.Counter(Path(n).name for n in names if "/data/raw/" in n)
+    missing = {name: k - held[name] for name, k in expected.items() if held[name] < k}
+    assert not missing, missing
+    for category in {i.category for i in ITEMS} | {"Notebooks", "Confusion matrices", "Per-class IoU"}:
+        assert category in html, category
 
 
 def test_second_run_does_nothing_quickly(run: Path):
@@ -132,8 +202,9 @@ def test_nothing_changed_reruns_nothing(run: Path):
 def test_report_parameter_reruns_only_reports(run: Path):
     """The figure resolution re-draws every figure and notebook (and re-versions the reports), nothing else."""
     rules = planned_rules(run, "--config", "report={'dpi': 72}")
+    items = {f"report_items_{p}" for p in ("data", "appearance", "pretraining", "evaluation")}
     assert rules == {"appearance_figures", "class_representativeness", "report_data", "report_appearance",
-                     "report_pretraining", "report_evaluation", "report_index", "dvc_track"}, rules
+                     "report_pretraining", "report_evaluation", "report_index", "dvc_track", *items}, rules
 
 
 def test_pretrain_parameter_reruns_that_method_and_downstream(run: Path):
@@ -177,13 +248,14 @@ def params_changed(repo: Path, *extra: str) -> list[str]:
 
 
 def test_listed_params_changes_are_exactly_the_changed_ones(run: Path):
-    """No change lists nothing; a report-only change lists only the figures and notebooks."""
+    """No change lists nothing; a report-only change lists only the figures (and the tables drawn with them)."""
     assert params_changed(run) == []
     listed = params_changed(run, "--config", "report={'dpi': 72}")
     assert listed, "a changed figure resolution lists no output"
-    figures_and_notebooks = re.compile(r"^(results/appearance/[^/]+/figures/|results/classes/|reports/notebooks/)")
-    assert all(figures_and_notebooks.match(p) for p in listed), listed
-    assert "reports/notebooks/evaluation.html" in listed and "results/classes/figures/colour_histograms.png" in listed
+    figures = re.compile(r"^(results/appearance/[^/]+/figures/|results/classes/|reports/(data|appearance|pretraining|"
+                         r"evaluation)/)")
+    assert all(figures.match(p) for p in listed), listed
+    assert "reports/evaluation/scores_vs_fraction.png" in listed and "results/classes/figures/colour_histograms.png" in listed
 
 
 def test_failed_notebook_leaves_no_report(run: Path, tmp_path: Path):
@@ -192,7 +264,8 @@ def test_failed_notebook_leaves_no_report(run: Path, tmp_path: Path):
 
     nb = run / "workflow/notebooks/data.ipynb"
     broken = tmp_path / "broken.ipynb"
-    text = nb.read_text().replace('dpi = 110', 'dpi = 110\\nraise RuntimeError(\\"boom\\")')
+    text = nb.read_text().replace('items = []', 'items = []\\nraise RuntimeError(\\"boom\\")')
+    assert text != nb.read_text()
     broken.write_text(text)
     html, ipynb = tmp_path / "out.html", tmp_path / "out.ipynb"
     with pytest.raises(Exception, match="boom"):

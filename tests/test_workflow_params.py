@@ -20,7 +20,7 @@ def test_defaults_fill_every_section():
     assert params["subsample"]["n_subtiles"] == 3500  # the thesis' tinyMiniFrance
 
 
-@pytest.mark.parametrize("name", ["default.yaml", "minifrance.yaml", "hyperbolic.yaml"])
+@pytest.mark.parametrize("name", ["default.yaml", "minifrance.yaml", "dfc2022.yaml", "hyperbolic.yaml"])
 def test_params_files_are_valid(name):
     config.load_params(REPO / "params" / name)
 
@@ -40,8 +40,8 @@ STUDY_FILES = sorted(p.name for p in (REPO / "params").glob("*.yaml")
                      if (yaml.safe_load(p.read_text()) or {}).get("base") == "study")
 
 
-def test_minifrance_is_a_real_study_file():
-    assert "minifrance.yaml" in STUDY_FILES
+def test_minifrance_and_dfc2022_are_real_study_files():
+    assert {"minifrance.yaml", "dfc2022.yaml"} <= set(STUDY_FILES)
 
 
 @pytest.mark.parametrize("name", STUDY_FILES)
@@ -209,3 +209,41 @@ def test_command_line_overrides_get_schema_types():
     assert params["appearance"]["svm"]["gamma"] == "scale" and params["pretrain"]["methods"] == ["all"]
     with pytest.raises(config.ParamsError, match="report.dpi"):
         config.validate(config.coerce_strings({"report": {"dpi": "many"}}))
+
+
+@pytest.mark.parametrize("name", STUDY_FILES)
+def test_real_study_files_run_on_public_data(name):
+    """What the public releases can run: test set auto (the held-out tiles without test labels), no oracle (no
+    labels for the unlabeled cities)."""
+    from tmf.plan import Plan
+
+    given = config.overlay(yaml.safe_load((REPO / "params" / name).read_text()), {"data": {"url": "/data/a.zip"}})
+    plan = Plan(config.workflow_config(given, REPO / "params/default.yaml"))
+    methods = {j.wildcards["method"] for j in plan.jobs("evaluate")}
+    assert "oracle" not in methods and {"random", "supervised", "berundanet_l1", "berundanet_kmeans"} <= methods
+    assert {j.cfg["test_set"] for j in plan.jobs("evaluate")} == {"auto"}
+
+
+def test_dfc2022_draw_is_one_sub_tile_per_tile():
+    """params/dfc2022.yaml's tinyMiniFrance draw on DFC2022's 3,981 georeferenced tiles of ~2,000 px: every tile
+    gives exactly one 1,000 px sub-tile (seed 004 §2.3.2 rules 1 and 2)."""
+    import numpy as np
+    import pandas as pd
+
+    from tmf.data.minifrance import CITIES
+    from tmf.data.subsample import select_subtiles
+
+    sub = yaml.safe_load((REPO / "params/dfc2022.yaml").read_text())["subsample"]
+    train = [c for c in CITIES if c.split != "test"]
+    val = [c for c in CITIES if c.split == "test"]
+    rows = []
+    for cities, total in ((train, 1915), (val, 2066)):  # SPEC.md §7; the split among cities is ours
+        per = np.diff(np.round(np.linspace(0, total, len(cities) + 1))).astype(int)
+        for city, n in zip(cities, per, strict=True):
+            side = 2000 - (n % 3)  # ~2,000 px
+            rows += [{"city": city.name, "split": city.split, "tile": f"{city.dept}-{k}", "height": side,
+                      "width": side, "image": f"{city.name}/{k}.tif", "label": ""} for k in range(n)]
+    tiles = pd.DataFrame(rows)
+    assert len(tiles) == sub["n_subtiles"] == 3981
+    drawn = select_subtiles(tiles, sub["n_subtiles"], sub["size"], sub["seed"])
+    assert drawn.groupby(["city", "tile"]).size().eq(1).all() and len(drawn) == 3981

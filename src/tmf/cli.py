@@ -19,6 +19,15 @@ STAGES = ("tmf.data.cli", "tmf.appearance.cli", "tmf.ssl.cli", "tmf.evaluate.cli
           "tmf.tracking.cli")
 
 
+class _Stages(argparse._SubParsersAction):
+    """Subcommands whose ``--help`` says what they do: the one-line ``help`` is also the description when a
+    stage gives none."""
+
+    def add_parser(self, name, **kwargs):
+        kwargs.setdefault("description", kwargs.get("help"))
+        return super().add_parser(name, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tmf",
@@ -27,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tmf {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="<stage>", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="<stage>", required=True, action=_Stages)
     for name in STAGES:
         try:
             module = importlib.import_module(name)
@@ -67,6 +76,12 @@ def run_command(args: argparse.Namespace) -> int:
         if rc:
             run.status = "FAILED"
     return rc
+
+
+def choices_help(what: str, choices) -> str:
+    """Help text that lists the valid names (argparse ``choices=`` would refuse them without a "did you mean";
+    the handlers check the name with :func:`tmf.config.check_name`)."""
+    return f"{what}: one of {', '.join(choices)}"
 
 
 def add_cfg_arguments(p: argparse.ArgumentParser) -> None:

@@ -135,7 +135,7 @@ rule class_representativeness:
         figures=[
             report(
                 path,
-                caption=f"../report/{Path(path).stem}.rst",
+                caption=f"../report/appearance_{Path(path).stem}.rst",
                 category="Data",
                 labels={"figure": Path(path).stem.replace("_", " ")},
             )

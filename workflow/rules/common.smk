@@ -5,6 +5,9 @@ from pathlib import Path
 
 from tmf.config import workflow_config
 from tmf.plan import Plan
+from tmf.plan.jobs import REPORT_PAGES
+from tmf.plan.paths import NOTEBOOKS
+from tmf.report.items import item as report_item
 from tmf.workflow import setup_environment
 
 
@@ -43,3 +46,19 @@ def _job_param(rule, name, wildcards):
 def job_output(rule):
     """`output:` of `rule`: its path patterns."""
     return PLAN.outputs(rule)
+
+
+def report_outputs(rule):
+    """The rule's item files (tmf.plan), each wrapped in report() with its caption, category and labels."""
+    (job,) = PLAN.jobs(rule)
+    shown = {path: (report_item(name), keys) for name, keys, path, _ in job.cfg["items"]}
+    return {
+        key: report(
+            path,
+            caption=f"../report/{shown[path][0].part}_{shown[path][0].name}.rst",
+            category=shown[path][0].category,
+            subcategory=shown[path][0].subcategory,
+            labels=shown[path][1] or {"item": shown[path][0].title},
+        )
+        for key, path in job_output(rule).items()
+    }

@@ -1,104 +1,60 @@
-# papermill notebooks → HTML, one per part of the study, and reports/index.html linking them.
-# Report rules depend only on the `report` params section and on their inputs' files (tmf.plan).
+# The report: per notebook (tmf.plan.paths.NOTEBOOKS) one job drawing its figures and tables, each a file of
+# reports/<part>/ in snakemake --report (report_items_<part>), then the notebook showing those files
+# (report_<part>: papermill → HTML without code), and last reports/index.html (findings, notebooks, ours vs
+# published). Report rules depend only on the `report` params section and on their inputs' files (tmf.plan).
+#
+# To add a figure or a table: a function named as the item in tmf/report/figures.py or tables.py, an entry in
+# tmf.report.items.ITEMS, its caption workflow/report/<part>_<name>.rst, and `show("<name>")` in the notebook. The
+# plan gives it its file, these rules draw it and wrap it in report() with that caption and the item's category;
+# nothing here changes.
 
 
-localrules:
-    report_data,
-    report_appearance,
-    report_pretraining,
-    report_evaluation,
-    report_index,
+for _part in NOTEBOOKS:
 
+    rule:
+        name:
+            f"report_items_{_part}"
+        localrule: True
+        input:
+            unpack(job_input(f"report_items_{_part}")),
+        output:
+            **report_outputs(f"report_items_{_part}"),
+        params:
+            **job_params(f"report_items_{_part}"),
+        log:
+            f"logs/report/items_{_part}.log",
+        conda:
+            SOFTWARE
+        shell:
+            "tmf report-items --out-dir {params.out_dir} --cfg {params.cfg:q} > {log} 2>&1"
 
-rule report_data:
-    input:
-        unpack(job_input("report_data")),
-    output:
-        html=report(
-            job_output("report_data")["html"],
-            caption="../report/notebook_data.rst",
-            category="Notebooks",
-            labels={"notebook": "Data and tinyMiniFrance"},
-        ),
-        ipynb=job_output("report_data")["ipynb"],
-    params:
-        **job_params("report_data"),
-    log:
-        "logs/report/data.log",
-    conda:
-        SOFTWARE
-    shell:
-        "tmf report-notebook --template {input.notebook} --html {output.html} --ipynb {output.ipynb} "
-        "--parameters {params.nb:q} > {log} 2>&1"
-
-
-rule report_pretraining:
-    input:
-        unpack(job_input("report_pretraining")),
-    output:
-        html=report(
-            job_output("report_pretraining")["html"],
-            caption="../report/notebook_pretraining.rst",
-            category="Notebooks",
-            labels={"notebook": "Pretraining"},
-        ),
-        ipynb=job_output("report_pretraining")["ipynb"],
-    params:
-        **job_params("report_pretraining"),
-    log:
-        "logs/report/pretraining.log",
-    conda:
-        SOFTWARE
-    shell:
-        "tmf report-notebook --template {input.notebook} --html {output.html} --ipynb {output.ipynb} "
-        "--parameters {params.nb:q} > {log} 2>&1"
-
-
-rule report_appearance:
-    input:
-        unpack(job_input("report_appearance")),
-    output:
-        html=report(
-            job_output("report_appearance")["html"],
-            caption="../report/notebook_appearance.rst",
-            category="Notebooks",
-            labels={"notebook": "Appearance analysis"},
-        ),
-        ipynb=job_output("report_appearance")["ipynb"],
-    params:
-        **job_params("report_appearance"),
-    log:
-        "logs/report/appearance.log",
-    conda:
-        SOFTWARE
-    shell:
-        "tmf report-notebook --template {input.notebook} --html {output.html} --ipynb {output.ipynb} "
-        "--parameters {params.nb:q} > {log} 2>&1"
-
-
-rule report_evaluation:
-    input:
-        unpack(job_input("report_evaluation")),
-    output:
-        html=report(
-            job_output("report_evaluation")["html"],
-            caption="../report/notebook_evaluation.rst",
-            category="Notebooks",
-            labels={"notebook": "Evaluation"},
-        ),
-        ipynb=job_output("report_evaluation")["ipynb"],
-    params:
-        **job_params("report_evaluation"),
-    log:
-        "logs/report/evaluation.log",
-    conda:
-        SOFTWARE
-    shell:
-        "tmf report-notebook --template {input.notebook} --html {output.html} --ipynb {output.ipynb} "
-        "--parameters {params.nb:q} > {log} 2>&1"
+    rule:
+        name:
+            f"report_{_part}"
+        localrule: True
+        input:
+            unpack(job_input(f"report_{_part}")),
+        output:
+            html=report(
+                job_output(f"report_{_part}")["html"],
+                caption=f"../report/notebook_{_part}.rst",
+                category="Notebooks",
+                labels={"notebook": REPORT_PAGES[_part][0]},
+            ),
+            ipynb=job_output(f"report_{_part}")["ipynb"],
+        params:
+            **job_params(f"report_{_part}"),
+        log:
+            f"logs/report/{_part}.log",
+        conda:
+            SOFTWARE
+        shell:
+            "tmf report-notebook --template {input.notebook} --html {output.html} --ipynb {output.ipynb} "
+            "--parameters {params.nb:q} > {log} 2>&1"
 
 
 rule report_index:
+    localrule: True
     input:
         unpack(job_input("report_index")),
     output:
@@ -110,5 +66,5 @@ rule report_index:
     conda:
         SOFTWARE
     shell:
-        "tmf report-index --out {output.index} --source {params.source} --class-shares {input.shares} "
-        "{params.pages:q} {params.summaries:q} --evaluation {input.evaluation} > {log} 2>&1"
+        "tmf report-index --out {output.index} --source {params.source} {params.pages:q} {params.tables:q} "
+        "{params.summaries:q} --evaluation {input.evaluation} > {log} 2>&1"

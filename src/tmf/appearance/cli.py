@@ -15,9 +15,26 @@ from tmf.cli import add_cfg_arguments
 log = logging.getLogger("tmf.appearance")
 
 
+def _encoder_help() -> str:
+    from tmf.cli import choices_help
+    from tmf.plan.checks import encoder_names
+
+    return choices_help("the encoder (docs/appearance.md; ssl-<method>: the encoder pretrained by <method>)",
+                        encoder_names())
+
+
+def _check_encoder(name: str) -> None:
+    """An unknown encoder name is a one-line error with the closest valid name, before any file is read."""
+    from tmf.config import check_name
+    from tmf.plan.checks import encoder_names
+
+    check_name("--encoder", name, encoder_names(), "encoder")
+
+
 def register(sub) -> None:
+    encoder_help = _encoder_help()
     p = sub.add_parser("appearance-encode", help="encode every sub-tile with a CNN (features.npy + encoder.json)")
-    p.add_argument("--encoder", required=True, help="random-<arch>, imagenet-<arch> or ssl-<method>")
+    p.add_argument("--encoder", required=True, help=encoder_help)
     p.add_argument("--manifest", required=True, help="data/tinyminifrance/manifest.csv")
     p.add_argument("--packed", required=True, help="data/tinyminifrance/packed (or its images.npy)")
     p.add_argument("--out", required=True, help="results/appearance/<encoder>/features.npy")
@@ -29,51 +46,51 @@ def register(sub) -> None:
     p.set_defaults(func=_encode)
 
     p = sub.add_parser("appearance-embed", help="t-SNE of the features for one seed (embedding_seed<k>.npy)")
-    p.add_argument("--features", required=True)
-    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--features", required=True, help="results/appearance/<encoder>/features.npy")
+    p.add_argument("--seed", type=int, required=True, help="the t-SNE seed")
     p.add_argument("--out", required=True, help="results/appearance/<encoder>/embedding_seed<k>.npy")
     add_cfg_arguments(p)
     p.set_defaults(func=_embed)
 
     p = sub.add_parser("appearance-score", help="one-class SVM surfaces, IoU/IoT tables and summary.json")
-    p.add_argument("--manifest", required=True)
+    p.add_argument("--manifest", required=True, help="data/tinyminifrance/manifest.csv")
     p.add_argument("--embeddings", nargs="+", required=True, help="embedding_seed<k>.npy files (k from the name)")
     p.add_argument("--out-dir", required=True, help="results/appearance/<encoder>")
-    p.add_argument("--encoder", required=True)
+    p.add_argument("--encoder", required=True, help=encoder_help)
     p.add_argument("--encoder-info", default=None, help="encoder.json written by appearance-encode "
                    "(default: <out-dir>/encoder.json when it exists)")
     add_cfg_arguments(p)
     p.set_defaults(func=_score)
 
     p = sub.add_parser("appearance-figures", help="the appearance figures (Figs. 2.10, 2.12, 2.13, 2.15, 2.17)")
-    p.add_argument("--manifest", required=True)
+    p.add_argument("--manifest", required=True, help="data/tinyminifrance/manifest.csv")
     p.add_argument("--dir", required=True, help="results/appearance/<encoder> (reads summary.json, embeddings, "
                    "surfaces, coverage_summary.csv)")
     p.add_argument("--out-dir", default=None, help="where the PNGs go (default: <dir>/figures)")
     p.add_argument("--seed", type=int, default=None, help="seed drawn (default: the first one)")
     p.add_argument("--overlay", default=None, help="overlay.npz from appearance-overlay (Fig. 2.18)")
-    p.add_argument("--dpi", type=int, default=110)
+    p.add_argument("--dpi", type=int, default=110, help="figure resolution (report.dpi)")
     p.set_defaults(func=_figures)
 
     p = sub.add_parser("appearance-overlay", help="embed external GeoTIFFs together with the sub-tiles (Fig. 2.18)")
-    p.add_argument("--encoder", required=True)
-    p.add_argument("--manifest", required=True)
-    p.add_argument("--packed", required=True)
+    p.add_argument("--encoder", required=True, help=encoder_help)
+    p.add_argument("--manifest", required=True, help="data/tinyminifrance/manifest.csv")
+    p.add_argument("--packed", required=True, help="data/tinyminifrance/packed (or its images.npy)")
     p.add_argument("--features", required=True, help="the sub-tiles' features.npy of this encoder")
     p.add_argument("--overlay-dir", default=None, help="folder of GeoTIFFs (default: appearance.overlay_dir)")
     p.add_argument("--seed", type=int, default=None, help="t-SNE seed (default: the first of appearance.seeds)")
     p.add_argument("--out", required=True, help="results/appearance/<encoder>/overlay.npz")
-    p.add_argument("--weights", default="")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--weights", default="", help="weights file, as for appearance-encode")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch threads on the CPU")
     add_cfg_arguments(p)
     p.set_defaults(func=_overlay)
 
     p = sub.add_parser("classes", help="class representativeness and colour histograms (Figs. 2.4, 2.14, 2.16)")
-    p.add_argument("--manifest", required=True)
-    p.add_argument("--packed", required=True)
+    p.add_argument("--manifest", required=True, help="data/tinyminifrance/manifest.csv")
+    p.add_argument("--packed", required=True, help="data/tinyminifrance/packed (or its images.npy)")
     p.add_argument("--out-dir", required=True, help="results/classes")
-    p.add_argument("--dpi", type=int, default=110)
+    p.add_argument("--dpi", type=int, default=110, help="figure resolution (report.dpi)")
     p.set_defaults(func=_classes)
 
 
@@ -112,6 +129,7 @@ def _encode(args) -> int:
     from tmf.device import configure, resolve_device
     from tmf.io import atomic_path, write_json
 
+    _check_encoder(args.encoder)
     cfg = _cfg(args)
     out = Path(args.out)
     info_path = out.parent / "encoder.json"
@@ -181,6 +199,7 @@ def _score(args) -> int:
     from tmf.data.packed import read_manifest
     from tmf.io import read_json
 
+    _check_encoder(args.encoder)
     cfg = _cfg(args)
     manifest = read_manifest(args.manifest)
     info_path = Path(args.encoder_info) if args.encoder_info else Path(args.out_dir) / "encoder.json"
@@ -221,6 +240,7 @@ def _overlay(args) -> int:
     from tmf.device import configure, resolve_device
     from tmf.io import atomic_path
 
+    _check_encoder(args.encoder)
     cfg = _cfg(args)
     folder = args.overlay_dir or cfg.get("overlay_dir", "")
     if not folder:

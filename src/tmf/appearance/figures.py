@@ -35,6 +35,17 @@ def _short(name: str) -> str:
     return name.split("_")[0] if name.startswith("Lille") else name.replace("_", " ")
 
 
+OTHER_CITY_MARK = " †"  # a city folder that is not one of MiniFrance's 16 (tiles.csv: minifrance_city = 0)
+
+
+def _label(name: str) -> str:
+    """A city's name on a figure, marked when it is not one of MiniFrance's 16 (the unions are not cities)."""
+    from tmf.appearance.coverage import UNION_TEST, UNION_TRAIN
+
+    other = name not in CITY_NAMES and name not in (UNION_TRAIN, UNION_TEST)
+    return _short(name) + (OTHER_CITY_MARK if other else "")
+
+
 def _city_colours(cities: list[str]) -> dict[str, tuple]:
     cmap = plt.get_cmap("tab20")
     order = [c for c in CITY_NAMES if c in cities] + sorted(set(cities) - set(CITY_NAMES))
@@ -65,7 +76,7 @@ def embedding_figure(embedding: np.ndarray, cities: np.ndarray, splits: np.ndarr
         m = cities == city
         split = splits[m][0] if m.any() else "test"
         ax.scatter(embedding[m, 0], embedding[m, 1], s=6, color=col, marker=markers.get(split, "o"),
-                   label=f"{_short(city)} ({split})", linewidths=0)
+                   label=f"{_label(city)} ({split})", linewidths=0)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title or "t-SNE of sub-tile features, coloured by city")
@@ -95,7 +106,7 @@ def appearance_maps_figure(embedding, cities, surfaces: dict, bounds, path, dpi=
         ax.scatter(embedding[m, 0], embedding[m, 1], s=3, color=colours[city], linewidths=0)
         ax.set_xlim(bounds[0], bounds[1])
         ax.set_ylim(bounds[2], bounds[3])
-        ax.set_title(_short(city), fontsize=9)
+        ax.set_title(_label(city), fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
     for ax in axes.ravel()[len(order):]:
@@ -122,14 +133,20 @@ def coverage_heatmaps_figure(cov_summary: pd.DataFrame, path, dpi=110):
                     continue
                 txt = f"{v:.2f}" + (f"\n±{s:.2f}" if not np.isnan(s) else "")
                 ax.text(j, i, txt, ha="center", va="center", fontsize=5.5, color="white" if v > 0.6 else "black")
-        ax.set_xticks(range(len(cols)), [_short(c) for c in cols], rotation=60, ha="right", fontsize=7)
-        ax.set_yticks(range(len(rows)), [_short(r) for r in rows], fontsize=7)
+        ax.set_xticks(range(len(cols)), [_label(c) for c in cols], rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(len(rows)), [_label(r) for r in rows], fontsize=7)
+        for tick in [*ax.get_xticklabels(), *ax.get_yticklabels()]:
+            if tick.get_text().endswith(OTHER_CITY_MARK):
+                tick.set_color("0.4")
         ax.axhline(len(rows) - 1.5, color="k", lw=0.8)
         ax.axvline(len(cols) - 1.5, color="k", lw=0.8)
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("test", fontsize=8)
         ax.set_ylabel("training", fontsize=8)
         fig.colorbar(im, ax=ax, fraction=0.04)
+    if any(_label(c).endswith(OTHER_CITY_MARK) for c in rows + cols):
+        fig.text(0.01, 0.0, f"{OTHER_CITY_MARK.strip()} not one of MiniFrance's 16 cities (its own city, in the split "
+                 "its folder names)", fontsize=6, color="0.4")
     fig.tight_layout()
     return _save(fig, path, dpi)
 
@@ -187,13 +204,14 @@ def _class_label(cid: int) -> str:
 
 
 def class_histogram_figure(hist: pd.DataFrame, path, dpi=110):
-    """Fig. 2.14 (rows = cities) / Fig. 2.16 (rows = splits): % of each of the 12 classes, bars in class colours."""
+    """Fig. 2.14 (rows = cities) / Fig. 2.16 (rows = splits): % of each of the 12 classes, bars in the class
+    colours, named in the legend under the panels."""
     ids = [c for c in hist.columns if isinstance(c, (int, np.integer))]
     n = len(hist)
-    ncol = 4 if n > 4 else n
-    nrow = max(1, math.ceil(n / max(ncol, 1)))
-    fig, axes = plt.subplots(nrow, max(ncol, 1), figsize=(3.2 * max(ncol, 1), 2.6 * nrow), squeeze=False,
-                             sharey=True)
+    ncol = 4 if n > 4 else max(n, 1)
+    nrow = max(1, math.ceil(n / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.2 * ncol, 2.4 * nrow + 0.9), squeeze=False, sharey=True,
+                             layout="constrained")
     colours = [CLASSES[c].colour for c in ids]
     for ax, (name, row) in zip(axes.ravel(), hist.iterrows(), strict=False):
         vals = row[ids].to_numpy(dtype=float)
@@ -201,14 +219,15 @@ def class_histogram_figure(hist: pd.DataFrame, path, dpi=110):
         present = int((vals > 0).sum())
         ax.set_title(f"{_short(str(name))} ({present} classes)" if not np.isnan(vals).all()
                      else f"{_short(str(name))} (no labels)", fontsize=8)
-        ax.set_xticks(range(len(ids)), [str(c) for c in ids], fontsize=6)
+        ax.set_xticks([])  # the classes are the bars' colours, named in the legend
         ax.set_ylim(0, 100)
     for ax in axes.ravel()[n:]:
         ax.axis("off")
-    axes[0, 0].set_ylabel("% of pixels")
-    handles = [matplotlib.patches.Patch(color=CLASSES[c].colour, label=f"{c}: {_class_label(c)}") for c in ids]
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=6, frameon=False, bbox_to_anchor=(0.5, -0.08))
-    fig.tight_layout()
+    for ax in axes[:, 0]:
+        ax.set_ylabel("% of pixels", fontsize=8)
+    handles = [matplotlib.patches.Patch(facecolor=CLASSES[c].colour, edgecolor="0.3", label=CLASSES[c].name)
+               for c in ids]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3 if ncol > 2 else 2, fontsize=7, frameon=False)
     return _save(fig, path, dpi)
 
 

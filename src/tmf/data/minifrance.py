@@ -104,26 +104,32 @@ class LandUse:
     colour: str  # hex colour of the public tools
     share_minifrance: float  # % of pixels, Table 2.5
     share_tiny: float  # % of pixels, Table 2.6
+    short: str = ""  # a few words for figure axes and table headers (the full name goes in their legend)
+
+    @property
+    def label(self) -> str:
+        """The short name where there is one, else the name."""
+        return self.short or self.name
 
 
 CLASSES: tuple[LandUse, ...] = (
     LandUse(0, "no information", None, "#231F20", float("nan"), float("nan")),
     LandUse(1, "urban fabric", ARTIFICIAL, "#DB5F57", 9.6, 9.9),
     LandUse(2, "industrial, commercial, public, military, private and transport units", ARTIFICIAL, "#DB9757",
-            6.4, 6.5),
-    LandUse(3, "mine, dump and construction sites", ARTIFICIAL, "#DBD057", 0.7, 0.7),
-    LandUse(4, "artificial non-agricultural vegetated areas", ARTIFICIAL, "#ADDB57", 1.1, 1.2),
-    LandUse(5, "arable land (annual crops)", AGRICULTURAL, "#75DB57", 29.5, 30.7),
+            6.4, 6.5, short="industrial, transport"),
+    LandUse(3, "mine, dump and construction sites", ARTIFICIAL, "#DBD057", 0.7, 0.7, short="mines, dumps, sites"),
+    LandUse(4, "artificial non-agricultural vegetated areas", ARTIFICIAL, "#ADDB57", 1.1, 1.2, short="artificial green"),
+    LandUse(5, "arable land (annual crops)", AGRICULTURAL, "#75DB57", 29.5, 30.7, short="arable land"),
     LandUse(6, "permanent crops", AGRICULTURAL, "#7BC47B", 1.0, 1.3),
     LandUse(7, "pastures", AGRICULTURAL, "#58B158", 29.0, 27.3),
-    LandUse(8, "complex and mixed cultivation patterns", AGRICULTURAL, "#D4F6D4", 0.0, 0.0),
-    LandUse(9, "orchards at the fringe of urban classes", AGRICULTURAL, "#B0E2B0", 0.0, 0.0),
+    LandUse(8, "complex and mixed cultivation patterns", AGRICULTURAL, "#D4F6D4", 0.0, 0.0, short="mixed cultivation"),
+    LandUse(9, "orchards at the fringe of urban classes", AGRICULTURAL, "#B0E2B0", 0.0, 0.0, short="urban orchards"),
     LandUse(10, "forests", FOREST, "#008000", 15.9, 16.0),
-    LandUse(11, "herbaceous vegetation associations", FOREST, "#58B0A7", 4.6, 4.5),
-    LandUse(12, "open spaces with little or no vegetation", FOREST, "#995D13", 0.4, 0.1),
+    LandUse(11, "herbaceous vegetation associations", FOREST, "#58B0A7", 4.6, 4.5, short="herbaceous"),
+    LandUse(12, "open spaces with little or no vegetation", FOREST, "#995D13", 0.4, 0.1, short="open spaces"),
     LandUse(13, "wetlands", WETLANDS, "#579BDB", 0.7, 0.7),
     LandUse(14, "water", WATER, "#0062FF", 1.0, 1.0),
-    LandUse(15, "clouds and shadows", None, "#231F20", 0.1, 0.1),
+    LandUse(15, "clouds and shadows", None, "#231F20", 0.1, 0.1, short="clouds, shadows"),
 )
 N_CLASSES = len(CLASSES)  # 16 label ids, 0..15
 CLASS_NAMES: tuple[str, ...] = tuple(c.name for c in CLASSES)

@@ -5,30 +5,33 @@ from __future__ import annotations
 import argparse
 import logging
 
-from tmf.cli import add_cfg_arguments
+from tmf.cli import add_cfg_arguments, choices_help
 
 log = logging.getLogger(__name__)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from tmf.config import method_names
+    from tmf.plan import BASELINES, HEAD_PROTOCOLS, PROTOCOLS
+
     p = sub.add_parser(
         "evaluate",
         help="score one encoder/method on tinyMiniFrance segmentation (one protocol, label fraction and seed)",
         description="One evaluation job (SPEC.md §5). Writes OUT/metrics.json and OUT/predictions.png.",
     )
     p.add_argument("--protocol", required=True,
-                   help="linear | finetune | finetune_horospherical | finetune_euclidean | knn | logreg")
+                   help=choices_help("the protocol (docs/evaluation.md)", PROTOCOLS)
+                   + f"; {' and '.join(HEAD_PROTOCOLS)} with their head dimension: <protocol>_d<dim>")
     p.add_argument("--method", required=True,
-                   help="a pretraining method of tmf.ssl.methods (with --encoder "
-                        "results/pretrain/<method>/seed<k>/encoder.pt), or a baseline: random, imagenet, supervised, "
-                        "oracle, berundanet_l1, berundanet_kmeans")
+                   help=choices_help("a pretraining method (with --encoder results/pretrain/<method>/seed<k>/"
+                                     "encoder.pt) or a baseline", [*method_names(), *BASELINES]))
     p.add_argument("--fraction", type=float, required=True, help="label fraction in (0, 1]")
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--manifest", default="data/tinyminifrance/manifest.csv")
+    p.add_argument("--seed", type=int, required=True, help="the run's seed (one of evaluate.seeds)")
+    p.add_argument("--manifest", default="data/tinyminifrance/manifest.csv", help="tinyMiniFrance manifest.csv")
     p.add_argument("--packed", default="data/tinyminifrance/packed", help="folder with images.npy and labels.npy")
     p.add_argument("--encoder", default="none", help="encoder file (encoder.pt or torchvision weights) or 'none'")
     p.add_argument("--out", required=True, help="output folder (results/evaluate/<protocol>/<method>/frac<f>/seed<k>)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     add_cfg_arguments(p)
     p.set_defaults(func=_evaluate)
@@ -39,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Tidy table of every evaluation run, and mean ± std over seeds per protocol × method × fraction.",
     )
     c.add_argument("--inputs", nargs="+", required=True, help="metrics.json files")
-    c.add_argument("--out", default="results/evaluate/summary.csv")
+    c.add_argument("--out", default="results/evaluate/summary.csv",
+                   help="summary.csv to write (summary_agg.csv goes beside it)")
     c.set_defaults(func=_collect)
 
 
@@ -53,9 +57,17 @@ def _evaluate(args) -> int:
     cfg = section_arg(args.cfg, args.params, "evaluate")
     m = run_job(args.protocol, args.method, args.fraction, args.seed, args.manifest, args.packed, args.encoder,
                 args.out, cfg, device=args.device, threads=args.threads, run=args.run)
-    log.info("%s/%s frac %s seed %d: OA %.4f mIoU %.4f kappa %.4f (%.1f s)", m["protocol"], m["method"],
-             m["fraction"], m["seed"], m["oa"] or float("nan"), m["miou"] or float("nan"),
-             m["kappa"] or float("nan"), m["seconds"])
+    run = args.run  # the job's MLflow run (tmf.tracking.command), or None
+    if run is not None:  # the test set `auto` chose is known only now (cfg.test_set is the one requested)
+        run.log_params({"test_set": m["test_set"]})
+        run.set_tags({"test_set": m["test_set"], "status": m["status"]})
+    if m["status"] == "skipped":
+        log.info("%s/%s frac %s seed %d: skipped (%s)", m["protocol"], m["method"], m["fraction"], m["seed"],
+                 m["reason"])
+        return 0
+    log.info("%s/%s frac %s seed %d, test set %s: OA %.4f mIoU %.4f kappa %.4f (%.1f s)", m["protocol"],
+             m["method"], m["fraction"], m["seed"], m["test_set"], m["oa"] or float("nan"),
+             m["miou"] or float("nan"), m["kappa"] or float("nan"), m["seconds"])
     return 0
 
 

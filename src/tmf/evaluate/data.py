@@ -3,19 +3,22 @@
 The manifest and the packed arrays are opened and checked by :func:`tmf.data.packed.open_packed`; the pools here
 are row numbers of its manifest (``split``, ``city``, ``has_label`` and ``count_0 … count_15``).
 
-Splits follow SPEC.md §5 (seed 004 §2.3): supervision from the labeled cities only, the unlabeled cities for
-semi-supervised terms, scores on the test cities. The "oracle" baseline (seed 004 Table 3.1) also takes the labels
-of the unlabeled cities, which exist for the synthetic data but not for the public MiniFrance release.
+Splits follow SPEC.md §5 (seed 004 §2.3): supervision from the labeled split only, the unlabeled split for
+semi-supervised terms; what is scored is the job's test set (:mod:`tmf.evaluate.testsets`). Pools go by the
+manifest's ``split`` column, so a city folder that is not one of MiniFrance's 16 counts in the split it was found
+in. The "oracle" baseline (seed 004 Table 3.1) also takes the labels of the unlabeled cities, which exist for the
+synthetic data but not in the public MiniFrance and DFC2022 releases (:class:`MissingLabels`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
 import pandas as pd
 
-from tmf.data.minifrance import IGNORE_INDEX, SCORED_IDS, cities_in, scored_label_map
+from tmf.data.minifrance import IGNORE_INDEX, SCORED_IDS, city_rank, scored_label_map
 
 SCORED_COUNT_COLUMNS = tuple(f"count_{i}" for i in SCORED_IDS)
 
@@ -31,62 +34,84 @@ def dominant_class(frame: pd.DataFrame) -> np.ndarray:
     return np.asarray(SCORED_IDS)[counts.argmax(1)]
 
 
-def label_pool(frame: pd.DataFrame, which: str = "labeled") -> np.ndarray:
+class MissingLabels(ValueError):
+    """The labels a method needs are not in the data (the oracle on the public releases): its jobs are skipped."""
+
+
+def scoreable(frame: pd.DataFrame) -> np.ndarray:
+    """Rows that may supervise or be scored: ``has_label = 1`` and at least one scored pixel (bool mask)."""
+    return (frame["has_label"].astype(int).to_numpy() == 1) & (scored_pixels(frame) > 0)
+
+
+def label_pool(frame: pd.DataFrame, which: str = "labeled", exclude: np.ndarray | None = None) -> np.ndarray:
     """Row indices that may supervise training, in manifest order.
 
-    ``labeled``: sub-tiles of the labeled cities with at least one scored pixel. ``oracle``: the same over all
-    eight training cities (labeled + unlabeled splits); a clear error when an unlabeled city has no labels
-    (the public MiniFrance does not release them).
+    ``labeled``: labeled sub-tiles of the labeled split (its cities: Nice, Nantes_Saint-Nazaire and any other city
+    folder of that split) with at least one scored pixel. ``oracle``: the same over the labeled and unlabeled
+    splits (all eight training cities); :class:`MissingLabels` when an unlabeled city has no labels (the public
+    releases do not publish them). ``exclude``: a bool mask of rows that never supervise (held-out tiles, the
+    scored city of a cross-city fold).
     """
-    if which == "labeled":
-        cities = cities_in("labeled")
-    elif which == "oracle":
-        cities = cities_in("labeled") + cities_in("unlabeled")
-        present = set(frame["city"])
-        lacking = [c for c in cities_in("unlabeled") if c in present
-                   and not (frame.loc[frame["city"] == c, "has_label"].astype(int) == 1).any()]
-        if lacking:
-            raise ValueError(f"method 'oracle' needs labels for every training city, but the manifest has none for "
-                             f"{lacking} (real MiniFrance publishes no labels for its unlabeled cities)")
-    else:
+    splits = {"labeled": ("labeled",), "oracle": ("labeled", "unlabeled")}.get(which)
+    if splits is None:
         raise ValueError(f"unknown label pool {which!r}; expected 'labeled' or 'oracle'")
-    ok = frame["city"].isin(cities).to_numpy() & (frame["has_label"].astype(int).to_numpy() == 1)
-    ok &= scored_pixels(frame) > 0
+    in_split = frame["split"].isin(splits).to_numpy()
+    if which == "oracle":
+        has = frame["has_label"].astype(int).to_numpy() == 1
+        unl = frame["split"].to_numpy() == "unlabeled"
+        cities = frame["city"].to_numpy()
+        lacking = sorted(set(cities[unl]) - set(cities[unl & has]), key=city_rank)
+        if lacking:
+            raise MissingLabels(f"method 'oracle' needs labels for every training city, but the manifest has none "
+                                f"for {lacking} (the public MiniFrance and DFC2022 releases publish no labels for "
+                                "the unlabeled cities)")
+    ok = in_split & scoreable(frame)
+    if exclude is not None:
+        ok &= ~np.asarray(exclude, dtype=bool)
     idx = np.flatnonzero(ok)
     if len(idx) == 0:
-        raise ValueError(f"no labeled sub-tile with scored pixels in the cities {list(cities)}")
+        raise ValueError(f"no labeled sub-tile with scored pixels in the splits {list(splits)}"
+                         + (" outside the held-out / scored sub-tiles" if exclude is not None else ""))
     return idx
 
 
 def unlabeled_pool(frame: pd.DataFrame) -> np.ndarray:
-    """Row indices of the unlabeled cities' sub-tiles (images only; for semi-supervised terms)."""
-    idx = np.flatnonzero(frame["city"].isin(cities_in("unlabeled")).to_numpy())
+    """Row indices of the unlabeled split's sub-tiles (images only; for semi-supervised terms)."""
+    idx = np.flatnonzero(frame["split"].to_numpy() == "unlabeled")
     if len(idx) == 0:
         raise ValueError("the manifest has no sub-tile of the unlabeled cities (needed by the semi-supervised methods)")
     return idx
 
 
-def scoring_pool(frame: pd.DataFrame, max_per_city: int = 0) -> np.ndarray:
-    """Row indices of the test cities' labeled sub-tiles with at least one scored pixel, in manifest order.
+def scoring_pool(frame: pd.DataFrame, max_per_city: int = 0, rows: np.ndarray | None = None) -> np.ndarray:
+    """Row indices scored by a job, in manifest order: ``rows`` (default: the test split's labeled sub-tiles with
+    at least one scored pixel), of which ``max_per_city`` > 0 keeps at most that many per city.
 
-    ``max_per_city`` > 0 keeps at most that many per test city: a fixed subset (a permutation seeded by the
-    city's name, independent of the job's seed, so every job scores the same sub-tiles). 0 keeps them all
-    (the real study); the embedded default uses it to bound CPU time.
+    The subset is a fixed one: a permutation seeded by the city's name, independent of the job's seed and of the
+    other cities, so every job scores the same sub-tiles. 0 keeps them all (the real study); the embedded default
+    uses it to bound CPU time.
     """
-    ok = frame["city"].isin(cities_in("test")).to_numpy() & (frame["has_label"].astype(int).to_numpy() == 1)
-    idx = np.flatnonzero(ok & (scored_pixels(frame) > 0))
-    if len(idx) == 0:
-        raise ValueError("the manifest has no labeled test sub-tile with scored pixels")
-    if max_per_city > 0:
+    if rows is None:
+        rows = np.flatnonzero((frame["split"].to_numpy() == "test") & scoreable(frame))
+        if len(rows) == 0:
+            raise ValueError("the manifest has no labeled test sub-tile with scored pixels")
+    idx = np.sort(np.asarray(rows, dtype=np.int64))
+    if max_per_city > 0 and len(idx):
         cities = frame["city"].to_numpy()[idx]
         keep = []
-        for k, city in enumerate(cities_in("test")):
-            rows = idx[cities == city]
-            if len(rows) > max_per_city:
-                rows = np.sort(np.random.default_rng([k, 0x5C0E]).permutation(rows)[:max_per_city])
-            keep.append(rows)
+        for city in dict.fromkeys(cities):
+            sel = idx[cities == city]
+            if len(sel) > max_per_city:
+                sel = np.sort(city_stream("scoring", city).permutation(sel)[:max_per_city])
+            keep.append(sel)
         idx = np.sort(np.concatenate(keep))
     return idx
+
+
+def city_stream(purpose: str, city: str, seed: int = 0) -> np.random.Generator:
+    """A random stream that is a function of (purpose, seed, city name) only, whatever the other cities."""
+    digest = hashlib.sha256(f"{purpose}\x1f{seed}\x1f{city}".encode()).digest()
+    return np.random.default_rng(np.frombuffer(digest, dtype=np.uint32).tolist())
 
 
 def fraction_count(n: int, fraction: float) -> int:
@@ -118,6 +143,6 @@ def ids_from_targets(t: np.ndarray) -> np.ndarray:
 
 
 __all__ = [
-    "IGNORE_INDEX", "scored_pixels", "dominant_class", "label_pool", "unlabeled_pool",
-    "scoring_pool", "fraction_count", "nested_fraction", "targets", "ids_from_targets",
+    "IGNORE_INDEX", "MissingLabels", "scored_pixels", "scoreable", "dominant_class", "label_pool", "unlabeled_pool",
+    "scoring_pool", "city_stream", "fraction_count", "nested_fraction", "targets", "ids_from_targets",
 ]

@@ -21,19 +21,25 @@ def colourise(labels: np.ndarray) -> np.ndarray:
 
 def predictions_figure(data, examples: dict[int, np.ndarray], path: str | Path, title: str = "",
                        dpi: int = 100) -> None:
-    """Rows of test sub-tiles: image | ground truth | prediction (class colours; ignored ids dark grey)."""
+    """Rows of test sub-tiles: image | ground truth | prediction (class colours; ignored ids dark grey), the
+    classes shown named in a legend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    from tmf.data.minifrance import CLASSES
 
     rows = sorted(examples)
     n = max(1, len(rows))
-    fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n), squeeze=False)
+    fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.5 * n + 0.8), squeeze=False, layout="constrained")
+    shown: set[int] = set()
     for ax, head in zip(axes[0], ("image", "ground truth", "prediction"), strict=True):
         ax.set_title(head, fontsize=9)
     for i, r in enumerate(rows):
         city = data.manifest["city"].iloc[r]
+        shown.update(int(v) for v in np.unique(np.concatenate([np.ravel(data.labels[r]), np.ravel(examples[r])])))
         panels = (np.asarray(data.images[r]), colourise(np.asarray(data.labels[r])), colourise(examples[r]))
         for j, img in enumerate(panels):
             axes[i, j].imshow(img, interpolation="nearest")
@@ -44,7 +50,10 @@ def predictions_figure(data, examples: dict[int, np.ndarray], path: str | Path, 
         for ax in axes[0]:
             ax.axis("off")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    handles = [Patch(facecolor=CLASSES[i].colour, edgecolor="0.3", label=CLASSES[i].name)
+               for i in sorted(shown) if i < len(CLASSES)]
+    if handles:
+        fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=7, frameon=False)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
     plt.close(fig)

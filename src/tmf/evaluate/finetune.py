@@ -31,7 +31,7 @@ from torch import nn
 
 from tmf.data.packed import Packed
 from tmf.device import autocast, memory_format
-from tmf.evaluate.data import label_pool, nested_fraction, scoring_pool, unlabeled_pool
+from tmf.evaluate.data import nested_fraction, unlabeled_pool
 from tmf.evaluate.engine import (
     N_SCORED,
     TrainPool,
@@ -42,6 +42,7 @@ from tmf.evaluate.engine import (
     to_input,
 )
 from tmf.evaluate.losses import l1_reconstruction, relaxed_kmeans_loss
+from tmf.evaluate.testsets import Fold
 from tmf.models.decoder import SegmentationModel
 from tmf.plan import TRAINED_BASELINES as SCRATCH_METHODS
 from tmf.schedule import lr_at
@@ -171,14 +172,16 @@ def train_segmentation(model: SegmentationModel, pool: TrainPool, cfg: dict, dev
 
 
 def run_finetune(packed: Packed, backbone: nn.Module, method: str, fraction: float, seed: int, cfg: dict,
-                 device: torch.device, head: str = "conv") -> dict[str, Any]:
-    """Fine-tune on a label fraction and score on the test cities. ``cfg`` is the ``evaluate`` section.
+                 device: torch.device, fold: Fold, head: str = "conv") -> dict[str, Any]:
+    """Fine-tune on a label fraction of ``fold.train`` and score ``fold.test`` (:mod:`tmf.evaluate.testsets`).
+    ``cfg`` is the ``evaluate`` section.
 
-    Returns the metrics dict (without the job's identity) and ``_examples`` for the figure.
+    Returns the metrics dict (without the job's identity), ``_confusions`` (per city) and ``_examples`` for the
+    figure.
     """
     ft = cfg["finetune"]
     frame = packed.manifest
-    pool_rows = label_pool(frame, "oracle" if method == "oracle" else "labeled")
+    pool_rows = fold.train
     train_rows = nested_fraction(pool_rows, fraction, seed)
     aux = {"berundanet_l1": "l1", "berundanet_kmeans": "kmeans"}.get(method)
     scratch = method in SCRATCH_METHODS
@@ -202,11 +205,11 @@ def run_finetune(packed: Packed, backbone: nn.Module, method: str, fraction: flo
         aux=aux, aux_weight=float(semi["lambda_l1"] if aux == "l1" else semi["lambda_kmeans"]),
         kmeans_alpha_reg=float(semi["kmeans_alpha_reg"]), log_every=max(1, steps // 10))
     model.eval()
-    test_rows = scoring_pool(frame, int(cfg["max_test_per_city"]))
+    test_rows = fold.test
     ex = example_rows(test_rows, int(cfg["examples"]))
     per_city, kept = predict_dense(model, packed, test_rows, device, int(cfg["eval_batch"]), keep=ex)
     out = score_cities(per_city)
-    out.update({
+    out.update({"_confusions": per_city,
         "n_train": int(len(train_rows)), "n_pool": int(len(pool_rows)), "n_test": int(len(test_rows)),
         "n_unlabeled": int(unl.n) if unl is not None else 0, "level": "pixel", "head": head,
         "recipe": {"encoder_lr_scale": enc_scale, "freeze_steps": freeze, "decoder_channels": list(widths),

@@ -25,7 +25,7 @@ from torch import nn
 from tmf.data.minifrance import SCORED_IDS
 from tmf.data.packed import Packed
 from tmf.device import autocast, memory_format
-from tmf.evaluate.data import dominant_class, label_pool, nested_fraction, scoring_pool
+from tmf.evaluate.data import dominant_class, nested_fraction
 from tmf.evaluate.engine import (
     N_SCORED,
     TrainPool,
@@ -36,6 +36,7 @@ from tmf.evaluate.engine import (
     to_input,
 )
 from tmf.evaluate.metrics import confusion_matrix
+from tmf.evaluate.testsets import Fold
 from tmf.schedule import lr_at
 
 log = logging.getLogger(__name__)
@@ -92,11 +93,11 @@ class LinearProbe(nn.Module):
 
 
 def run_linear(packed: Packed, backbone: nn.Module, fraction: float, seed: int, cfg: dict,
-               device: torch.device) -> dict[str, Any]:
-    """Train a per-pixel linear head on frozen features of a label fraction; score on the test cities."""
+               device: torch.device, fold: Fold) -> dict[str, Any]:
+    """Train a per-pixel linear head on frozen features of a label fraction of ``fold.train``; score
+    ``fold.test``."""
     lc = cfg["linear"]
-    frame = packed.manifest
-    pool_rows = label_pool(frame, "labeled")
+    pool_rows = fold.train
     train_rows = nested_fraction(pool_rows, fraction, seed)
     gen = torch.Generator().manual_seed(int(seed))
     torch.manual_seed(int(seed))
@@ -147,11 +148,11 @@ def run_linear(packed: Packed, backbone: nn.Module, fraction: float, seed: int, 
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
     model.eval()
-    test_rows = scoring_pool(frame, int(cfg["max_test_per_city"]))
+    test_rows = fold.test
     ex = example_rows(test_rows, int(cfg["examples"]))
     per_city, kept = predict_dense(model, packed, test_rows, device, int(cfg["eval_batch"]), keep=ex)
     out = score_cities(per_city)
-    out.update({
+    out.update({"_confusions": per_city,
         "n_train": int(len(train_rows)), "n_pool": int(len(pool_rows)), "n_test": int(len(test_rows)),
         "level": "pixel", "features": lc["features"], "feature_cache": bool(cached),
         "train": {"steps": steps, "seconds": seconds, "images_per_s": steps * batch / max(seconds, 1e-9),
@@ -176,16 +177,17 @@ def pooled_features(backbone: nn.Module, packed: Packed, rows: np.ndarray, devic
 
 
 def run_scene(packed: Packed, backbone: nn.Module, protocol: str, fraction: float, seed: int, cfg: dict,
-              device: torch.device) -> dict[str, Any]:
-    """Scene-level probe (``knn`` or ``logreg``) on the dominant scored class of each sub-tile."""
+              device: torch.device, fold: Fold) -> dict[str, Any]:
+    """Scene-level probe (``knn`` or ``logreg``) on the dominant scored class of each sub-tile: trained on a
+    label fraction of ``fold.train``, scored on ``fold.test``."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     frame = packed.manifest
-    train_rows = nested_fraction(label_pool(frame, "labeled"), fraction, seed)
-    test_rows = scoring_pool(frame, int(cfg["max_test_per_city"]))
+    train_rows = nested_fraction(fold.train, fraction, seed)
+    test_rows = fold.test
     y_train = dominant_class(frame.iloc[train_rows])
     y_test = dominant_class(frame.iloc[test_rows])
     t0 = time.perf_counter()
@@ -211,7 +213,8 @@ def run_scene(packed: Packed, backbone: nn.Module, protocol: str, fraction: floa
     ex = example_rows(test_rows, int(cfg["examples"]))
     pos = {int(r): i for i, r in enumerate(test_rows)}
     kept = {int(r): np.full(packed.labels.shape[1:], pred[pos[int(r)]], dtype=np.uint8) for r in ex}
-    out.update({"n_train": int(len(train_rows)), "n_test": int(len(test_rows)), "level": "scene",
+    out.update({"_confusions": per_city, "n_train": int(len(train_rows)), "n_pool": int(len(fold.train)),
+                "n_test": int(len(test_rows)), "level": "scene",
                 "train": {"seconds": seconds}, "_examples": kept,
                 "scene_classes": sorted(int(c) for c in np.unique(y_train) if c in SCORED_IDS)})
     return out

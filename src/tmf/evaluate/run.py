@@ -26,7 +26,7 @@ from tmf.plan import (
 
 log = logging.getLogger(__name__)
 
-METRICS_SCHEMA_VERSION = 1
+METRICS_SCHEMA_VERSION = 2  # 2: status, test_set, test_set_info
 #: the measured numbers of metrics.json that become metrics of the job's MLflow run (its identity and settings
 #: are the run's params and tags, see docs/tracking.md)
 MEASURED = ("oa", "miou", "kappa", "hierarchical_cost", "per_class_iou", "per_city", "seconds")
@@ -54,11 +54,18 @@ def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: st
             threads: int | None = None, run=None) -> dict[str, Any]:
     """Run one job and write ``metrics.json`` + ``predictions.png`` under ``out``. ``cfg``: the ``evaluate`` section
     (validated, defaults filled). ``encoder``: an encoder file, or ``None`` for random initialisation. ``run``:
-    the job's MLflow run (``args.run``, tmf.tracking.command) that the scores are logged to; None: not logged."""
+    the job's MLflow run (``args.run``, tmf.tracking.command) that the scores are logged to; None: not logged.
+
+    What is scored is the job's test set (``evaluate.test_set``, :mod:`tmf.evaluate.testsets`), recorded in
+    ``metrics.json`` as ``test_set`` (and ``test_set_info``); a test set of several folds (``cross_city``) trains
+    one model per fold from the same start and pools their confusion matrices. A method that needs labels the
+    data does not have (the oracle on the public releases) writes ``status: skipped`` with the reason instead."""
     import torch
 
     from tmf.data.packed import open_packed
     from tmf.device import configure, resolve_device, seed_everything
+    from tmf.evaluate import testsets
+    from tmf.evaluate.data import MissingLabels
     from tmf.evaluate.engine import load_encoder
     from tmf.evaluate.finetune import HEAD_OF_PROTOCOL, run_finetune
     from tmf.evaluate.probes import run_linear, run_scene
@@ -75,32 +82,73 @@ def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: st
         cfg = {**cfg, "hyperbolic": {**cfg["hyperbolic"], "dim": head_dim}}
     dev = resolve_device(device)
     configure(dev, threads)
-    seed_everything(seed)
     data = open_packed(manifest, packed)
-    backbone = load_encoder(cfg["backbone"], encoder)
+    identity = {"schema_version": METRICS_SCHEMA_VERSION, "protocol": name, "method": method, "fraction": fraction,
+                "seed": seed, "head_dim": head_dim, "encoder": encoder or "none", "backbone": cfg["backbone"]}
+    title = f"{name} / {method} / {fraction_tag(fraction)} / seed {seed}"
+    out = Path(out)
+    test_set, why = testsets.resolve(data.manifest, cfg["test_set"])
+    try:
+        ts = testsets.build(data.manifest, cfg, method)
+    except MissingLabels as e:
+        log.warning("%s / %s skipped: %s", name, method, e)
+        metrics = {**identity, "status": "skipped", "reason": str(e), "test_set": test_set,
+                   "test_set_info": {"requested": cfg["test_set"], "why": why},
+                   **dict.fromkeys(("oa", "miou", "kappa", "hierarchical_cost")), "n_train": 0,
+                   "params": dict(cfg)}
+        write_json(out / "metrics.json", metrics)
+        predictions_figure(data, {}, out / "predictions.png", title=f"{title}: skipped ({e})")
+        return metrics
+    log.info("%s", testsets.describe(ts, data.manifest))
     t0 = time.perf_counter()
-    if protocol in FINETUNE_PROTOCOLS:
-        res = run_finetune(data, backbone, method, fraction, seed, cfg, dev, head=HEAD_OF_PROTOCOL[protocol])
-    elif protocol == "linear":
-        res = run_linear(data, backbone, fraction, seed, cfg, dev)
-    else:
-        res = run_scene(data, backbone, protocol, fraction, seed, cfg, dev)
-    examples = res.pop("_examples")
+    folds = []
+    for fold in ts.folds:
+        seed_everything(seed)  # every fold starts from the same initialisation
+        backbone = load_encoder(cfg["backbone"], encoder)
+        if protocol in FINETUNE_PROTOCOLS:
+            res = run_finetune(data, backbone, method, fraction, seed, cfg, dev, fold, head=HEAD_OF_PROTOCOL[protocol])
+        elif protocol == "linear":
+            res = run_linear(data, backbone, fraction, seed, cfg, dev, fold)
+        else:
+            res = run_scene(data, backbone, protocol, fraction, seed, cfg, dev, fold)
+        folds.append(res)
+    res, examples = _pool_folds(folds, ts)
     metrics = {
-        "schema_version": METRICS_SCHEMA_VERSION,
-        "protocol": name, "method": method, "fraction": fraction, "seed": seed, "head_dim": head_dim,
-        "encoder": encoder or "none", "backbone": cfg["backbone"],
+        **identity, "status": "ok", "test_set": ts.name, "test_set_info": ts.info(data.manifest),
         "device": str(dev), "torch": torch.__version__, "seconds": time.perf_counter() - t0,
         "params": {k: v for k, v in cfg.items()},
         **res,
     }
-    out = Path(out)
     write_json(out / "metrics.json", _clean(metrics))
     if run is not None:
         log_measured(run, _clean(metrics))
-    predictions_figure(data, examples, out / "predictions.png",
-                       title=f"{name} / {method} / {fraction_tag(fraction)} / seed {seed}")
+    predictions_figure(data, examples, out / "predictions.png", title=f"{title} — test set {ts.name}")
     return metrics
+
+
+def _pool_folds(results: list[dict[str, Any]], ts) -> tuple[dict[str, Any], dict]:
+    """One job's scores from its folds' results: a single fold as it is; several (cross_city) from the sum of
+    their per-city confusion matrices (the folds score disjoint cities), with the counts summed, ``train`` and
+    the counts of each fold under ``folds``, and the predictions.png examples of all folds."""
+    from tmf.evaluate.engine import score_cities
+
+    examples = {k: v for r in results for k, v in r.pop("_examples").items()}
+    confusions = [r.pop("_confusions") for r in results]
+    if len(results) == 1:
+        return results[0], examples
+    per_city: dict[str, Any] = {}
+    for cms in confusions:
+        for city, cm in cms.items():
+            per_city[city] = per_city[city] + cm if city in per_city else cm
+    out = {k: v for k, v in results[0].items() if k not in ("train", "n_train", "n_pool", "n_test")}
+    out.update(score_cities(per_city))
+    for key in ("n_train", "n_pool", "n_test"):
+        out[key] = int(sum(r.get(key, 0) for r in results))
+    out["folds"] = [{"name": f.name, **{k: r[k] for k in ("n_train", "n_pool", "n_test") if k in r},
+                     "oa": r["oa"], "miou": r["miou"], "train": r["train"]} for f, r in zip(ts.folds, results,
+                                                                                           strict=True)]
+    out["train"] = {"seconds": float(sum(r["train"]["seconds"] for r in results))}
+    return out, examples
 
 
 def log_measured(run, metrics: dict) -> None:

@@ -4,6 +4,7 @@ seeds); columns in docs/file-formats.md. And what a run's tables say about the s
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,19 +12,24 @@ from pathlib import Path
 from tmf.io import read_json, write_csv
 from tmf.plan import ENCODER_BASELINES, TRAINED_BASELINES, is_ssl
 
-SUMMARY_KEYS = ("protocol", "method", "fraction", "seed", "n_train", "oa", "miou", "kappa", "hierarchical_cost")
+log = logging.getLogger(__name__)
+
+SUMMARY_KEYS = ("protocol", "method", "test_set", "fraction", "seed", "n_train", "oa", "miou", "kappa",
+                "hierarchical_cost")
+GROUP_KEYS = ["protocol", "method", "test_set", "fraction"]  # one row of summary_agg.csv
 
 
 def summary_table(paths: list[str | Path]):
-    """One tidy row per run: identity, n_train, oa, miou, kappa, hierarchical_cost, level, ``iou_<id>`` per class,
-    ``oa_<city>`` / ``miou_<city>`` per test city, seconds, path."""
+    """One tidy row per run: identity (with the ``test_set`` that produced its scores), ``status`` (ok | skipped)
+    and ``reason``, n_train, oa, miou, kappa, hierarchical_cost, level, ``iou_<id>`` per class, ``oa_<city>`` /
+    ``miou_<city>`` per scored city (MiniFrance's in Table 2.4 order, then any other city), seconds, path."""
     import pandas as pd
 
-    from tmf.data.minifrance import CITY_NAMES, SCORED_IDS
+    from tmf.data.minifrance import SCORED_IDS, city_rank
 
     if not paths:
         raise ValueError("collect: no metrics.json given")
-    rows = []
+    rows, cities = [], set()
     for p in paths:
         p = Path(p)
         if not p.is_file():
@@ -31,36 +37,55 @@ def summary_table(paths: list[str | Path]):
         m = read_json(p)
         missing = [k for k in SUMMARY_KEYS if k not in m]
         if missing:
-            raise ValueError(f"{p}: not an evaluation metrics.json (missing {missing})")
+            raise ValueError(f"{p}: not an evaluation metrics.json of this version (missing {missing}; re-run "
+                             "its job)")
         row = {k: m[k] for k in SUMMARY_KEYS}
+        row["status"] = m.get("status", "ok")
+        row["reason"] = m.get("reason", "")
         row["level"] = m.get("level", "")
         for cid in SCORED_IDS:
             row[f"iou_{cid}"] = m.get("per_class_iou", {}).get(str(cid))
-        for city in CITY_NAMES:
-            if city in m.get("per_city", {}):
-                row[f"oa_{city}"] = m["per_city"][city]["oa"]
-                row[f"miou_{city}"] = m["per_city"][city]["miou"]
+        for city, s in m.get("per_city", {}).items():
+            row[f"oa_{city}"], row[f"miou_{city}"] = s["oa"], s["miou"]
+            cities.add(city)
         row["seconds"] = m.get("seconds")
         row["path"] = str(p)
         rows.append(row)
     frame = pd.DataFrame(rows)
+    fixed = [c for c in frame.columns if not c.startswith(("oa_", "miou_"))]
+    per_city = [f"{k}_{c}" for c in sorted(cities, key=city_rank) for k in ("oa", "miou")]
+    frame = frame[fixed[:fixed.index("seconds")] + per_city + fixed[fixed.index("seconds"):]]
     order = {m: i for i, m in enumerate(ENCODER_BASELINES + TRAINED_BASELINES)}
     frame["_m"] = frame["method"].map(lambda m: order.get(m, -1))
-    frame = frame.sort_values(["protocol", "_m", "method", "fraction", "seed"], kind="stable").drop(columns="_m")
+    frame = frame.sort_values(["protocol", "_m", "method", "test_set", "fraction", "seed"],
+                              kind="stable").drop(columns="_m")
     return frame.reset_index(drop=True)
 
 
 def aggregate_table(summary):
-    """Mean and sample standard deviation (ddof = 1; empty for a single seed) over seeds of every score, per
-    protocol × method × fraction, with the number of seeds."""
+    """Mean and sample standard deviation (ddof = 1; empty for a single seed) over the seeds that ran of every
+    score, per protocol × method × test set × fraction, with the number of seeds; ``status`` is ``skipped`` (with
+    the ``reason``) when no seed ran."""
+    import pandas as pd
+
     cols = ["oa", "miou", "kappa", "hierarchical_cost"] + [c for c in summary.columns
                                                           if c.startswith(("iou_", "oa_", "miou_"))]
-    g = summary.groupby(["protocol", "method", "fraction"], sort=False)
+    ran = summary["status"] == "ok"
+    g = summary[ran].groupby(GROUP_KEYS, sort=False)
     agg = g[cols].agg(["mean", "std"])
     agg.columns = [f"{c}_{s}" for c, s in agg.columns]
     agg.insert(0, "n_seeds", g.size())
     agg.insert(1, "n_train", g["n_train"].first())
-    return agg.reset_index()
+    agg = agg.reset_index()
+    agg.insert(len(GROUP_KEYS), "status", "ok")
+    agg.insert(len(GROUP_KEYS) + 1, "reason", "")
+    skipped = summary[~ran].groupby(GROUP_KEYS, sort=False)["reason"].first().reset_index()
+    skipped = skipped.merge(agg[GROUP_KEYS], how="left", on=GROUP_KEYS, indicator=True)
+    skipped = skipped[skipped["_merge"] == "left_only"].drop(columns="_merge")
+    if len(skipped):
+        skipped = skipped.assign(status="skipped", n_seeds=0, n_train=0)
+        agg = pd.concat([agg, skipped], ignore_index=True)[agg.columns]
+    return agg
 
 
 def collect(paths: list[str | Path], out: str | Path) -> tuple[Path, Path]:
@@ -70,6 +95,9 @@ def collect(paths: list[str | Path], out: str | Path) -> tuple[Path, Path]:
     agg_path = out.with_name(out.stem + "_agg.csv")
     write_csv(out, summary)
     write_csv(agg_path, aggregate_table(summary))
+    sets = summary.groupby("test_set").size().to_dict()
+    skipped = int((summary["status"] == "skipped").sum())
+    log.info("%d runs, by test set %s%s", len(summary), sets, f"; {skipped} skipped" if skipped else "")
     return out, agg_path
 
 

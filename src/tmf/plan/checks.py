@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tmf.config import ParamsError, check_name, method_names, schema
-from tmf.plan.names import FIXED_ENCODER_KINDS, ssl_encoder_method
+from tmf.plan.names import FIXED_ENCODER_KINDS, SSL_ENCODER, ssl_encoder_method
 
 RESNET_STAGES = 4  # appearance.feature_layer stage<k>: a ResNet has 4 stages, VGG-16 5
 
@@ -28,6 +28,14 @@ def check(params: dict[str, Any]) -> None:
 def appearance_archs() -> list[str]:
     """Architectures of the random-<arch> / imagenet-<arch> encoders: the keys of ``appearance.weights``."""
     return list(schema()["properties"]["appearance"]["properties"]["weights"]["properties"])
+
+
+def encoder_names(methods: list[str] | None = None) -> list[str]:
+    """The appearance encoders: ``random-<arch>`` and ``imagenet-<arch>``, then ``ssl-<method>`` for ``methods``
+    (default: every registered method)."""
+    methods = method_names() if methods is None else methods
+    return ([f"{kind}-{arch}" for kind in FIXED_ENCODER_KINDS for arch in appearance_archs()]
+            + [f"{SSL_ENCODER}{m}" for m in methods])
 
 
 def _check_data(params: dict[str, Any]) -> None:
@@ -80,9 +88,8 @@ def _check_pretrain(params: dict[str, Any]) -> None:
 
 def _check_appearance(params: dict[str, Any]) -> None:
     a, pre = params["appearance"], params["pretrain"]
-    archs = appearance_archs()
-    fixed = [f"{kind}-{arch}" for kind in FIXED_ENCODER_KINDS for arch in archs]
-    pretrained = [f"ssl-{m}" for m in pre["methods"]]
+    fixed = encoder_names([])
+    pretrained = encoder_names(pre["methods"])[len(fixed):]
     resnets = []
     for encoder in a["encoders"]:
         method = ssl_encoder_method(encoder)

@@ -11,13 +11,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from tmf.plan import items as report_items
 from tmf.plan import paths
 from tmf.plan.checks import check
 from tmf.plan.names import (
     FINETUNE_PROTOCOLS,
     HEAD_PROTOCOLS,
+    HOLDOUT_TEST_SETS,
+    SCENE_PROTOCOLS,
     SEMISUPERVISED_BASELINES,
     TRAINED_BASELINES,
     fraction_tag,
@@ -38,14 +42,15 @@ APPEARANCE_KEYS = {
 PRETRAIN_JOB_KEYS = ("methods", "seeds", "method_params")  # enumerate jobs: adding a method re-runs no other
 FETCH_KEYS = ("source", "url", "extract")
 INDEX_KEYS = ("missing_label",)
-EVALUATION_KEYS = ("backbone", "examples", "eval_batch", "max_test_per_city")  # every protocol
+EVALUATION_KEYS = ("backbone", "examples", "eval_batch", "max_test_per_city", "test_set")  # every protocol
 REPORT_PAGES = {  # notebook: (title on reports/index.html, what it shows)
     "data": ("Data and tinyMiniFrance", "tiles, sub-tiles and class shares vs Tables 2.4–2.6"),
     "appearance": ("Appearance analysis",
                    "t-SNE + one-class SVM coverage of the test cities by the training cities, vs Table 2.7"),
     "pretraining": ("Pretraining", "loss curves and embedding diagnostics of every (method, seed)"),
     "evaluation": ("Evaluation",
-                   "segmentation of the test cities for every protocol × method × label fraction, vs Table 3.1"),
+                   "segmentation scores of every protocol × method × label fraction on the test set "
+                   "(evaluate.test_set), vs Table 3.1 where it is the test cities"),
 }
 
 
@@ -216,6 +221,8 @@ class Plan:
         protocol, _ = split_protocol(protocol)  # the head dimension is in the protocol name, not in the params
         ev = self.params["evaluate"]
         cfg = {k: ev[k] for k in EVALUATION_KEYS}
+        if ev["test_set"] in HOLDOUT_TEST_SETS:
+            cfg["holdout"] = ev["holdout"]
         if method == "imagenet":
             cfg["imagenet_weights"] = ev["imagenet_weights"]
         if protocol in FINETUNE_PROTOCOLS:
@@ -258,48 +265,100 @@ class Plan:
         yield Job("collect_evaluation", {}, self.output("collect_evaluation"), {"metrics": metrics})
 
     def _report(self) -> Iterator[Job]:
-        source = self.params["data"]["source"]
-        shares = self.output("subsample")["shares"]
-        packed = self.output("pack")
-        runs = {f"{j.wildcards['method']}/seed{j.wildcards['seed']}": paths.fill(paths.PRETRAIN, j.wildcards)
-                for j in self.jobs("pretrain")}
-        encoders = {j.wildcards["encoder"]: paths.fill(paths.APPEARANCE, j.wildcards)
-                    for j in self.jobs("appearance_score")}
+        """Per notebook: one job drawing its figures and tables (``report_items_<part>``, whose outputs are the
+        items' files, one per instance), then the notebook showing them; last the index page."""
+        source, dpi = self.params["data"]["source"], self.params["report"]["dpi"]
+        reads = self._report_reads()
+        shown: dict[str, list[list]] = {}
+        for part in paths.NOTEBOOKS:
+            entries = list(self._report_entries(part))
+            drawn = [e for e in entries if report_items.item(e["name"]).kind != "output"]
+            rule = f"report_items_{part}"
+            self._outputs[rule] = {report_items.output_key(e["name"], e["keys"]): e["path"] for e in drawn}
+            cfg = {"dpi": dpi, "source": source, "inputs": reads[part],
+                   "items": [[e["name"], e["keys"], e["path"], e["inputs"]] for e in drawn]}
+            yield Job(rule, {}, self.output(rule), {"files": _files(reads[part]) + [
+                f for e in drawn for f in _files(e["inputs"])]},
+                      {"cfg": as_json(cfg), "out_dir": paths.fill(paths.REPORT_ITEMS, {"part": part})})
+            shown[part] = [[e["name"], e["keys"], e["path"]] for e in entries]
+            rule = f"report_{part}"
+            template = paths.fill(paths.NOTEBOOK_TEMPLATE, {"name": part})
+            yield Job(rule, {}, self.output(rule), {"notebook": template, "shown": [e[2] for e in shown[part]]},
+                      {"nb": as_json({"source": source, "items": shown[part]})})
+        pages = [self.output(f"report_{part}")["html"] for part in paths.NOTEBOOKS]
+        tables = [(e[0], e[2]) for part in paths.NOTEBOOKS for e in shown[part]
+                  if report_items.item(e[0]).on_index]
         summaries = [j.output["summary"] for j in self.jobs("appearance_score")]
-        collected = self.output("collect_evaluation")
-        evaluations = self.jobs("collect_evaluation")[0].input["metrics"]
-        reads = {
-            "data": {"tiles": paths.TILES, "manifest": paths.MANIFEST, "class_shares": shares,
-                     "images": packed["images"], "labels": packed["labels"]},
-            "pretraining": {"metrics": [j.output["metrics"] for j in self.jobs("pretrain")],
-                            "history": [j.output["history"] for j in self.jobs("pretrain")]},
-            "appearance": {"summaries": summaries,
-                           "figures": [j.output[name] for j in self.jobs("appearance_figures")
-                                       for name in paths.APPEARANCE_FIGURES],
-                           "classes": _files(self.output("class_representativeness"))},
-            "evaluation": {"summary": collected["summary"], "aggregate": collected["aggregate"],
-                           "runs": evaluations},
-        }
-        nb = {  # the notebooks' parameters: the files they read (besides the figure settings)
-            "data": {"tiles": paths.TILES, "manifest": paths.MANIFEST, "class_shares": shares,
-                     "packed": paths.PACKED},
-            "pretraining": {"runs": runs},
-            "appearance": {"encoders": encoders, "classes": paths.CLASSES},
-            "evaluation": {"summary": collected["summary"], "aggregate": collected["aggregate"],
-                           "runs": evaluations},
-        }
-        for name in paths.NOTEBOOKS:
-            rule = f"report_{name}"
-            template = paths.fill(paths.NOTEBOOK_TEMPLATE, {"name": name})
-            cfg = {"source": source, "dpi": self.params["report"]["dpi"], **nb[name]}
-            yield Job(rule, {}, self.output(rule), {"notebook": template, **reads[name]}, {"nb": as_json(cfg)})
-        pages = [self.output(f"report_{name}")["html"] for name in paths.NOTEBOOKS]
-        page_args = [arg for name, page in zip(paths.NOTEBOOKS, pages, strict=True)
-                     for arg in ("--page", REPORT_PAGES[name][0], page, REPORT_PAGES[name][1])]
+        aggregate = self.output("collect_evaluation")["aggregate"]
         yield Job("report_index", {}, self.output("report_index"),
-                  {"pages": pages, "shares": shares, "summaries": summaries, "evaluation": collected["aggregate"]},
-                  {"source": source, "pages": page_args,
+                  {"pages": pages, "tables": [t[1] for t in tables], "summaries": summaries,
+                   "evaluation": aggregate},
+                  {"source": source,
+                   "pages": [arg for part, page in zip(paths.NOTEBOOKS, pages, strict=True)
+                             for arg in ("--page", part, REPORT_PAGES[part][0], page, REPORT_PAGES[part][1])],
+                   "tables": [arg for name, path in tables for arg in ("--table", name, path)],
                    "summaries": [arg for s in summaries for arg in ("--appearance-summary", s)]})
+
+    def _report_reads(self) -> dict[str, dict[str, Any]]:
+        """What each notebook's items read (:class:`tmf.report.items.Context` ``inputs``)."""
+        collected = self.output("collect_evaluation")
+        classes = self.output("class_representativeness")
+        return {
+            "data": {"tiles": paths.TILES, "manifest": paths.MANIFEST, "class_shares": paths.CLASS_SHARES,
+                     "images": paths.PACKED_IMAGES, "labels": paths.PACKED_LABELS},
+            "appearance": {"summaries": {j.wildcards["encoder"]: j.output["summary"]
+                                         for j in self.jobs("appearance_score")},
+                           "coverage": {j.wildcards["encoder"]: j.output["coverage"]
+                                        for j in self.jobs("appearance_score")},
+                           "class_histograms_city": classes["city"]},
+            "pretraining": {"runs": {f"{j.wildcards['method']}/seed{j.wildcards['seed']}":
+                                     {"metrics": j.output["metrics"], "history": j.output["history"]}
+                                     for j in self.jobs("pretrain")}},
+            "evaluation": {"summary": collected["summary"], "aggregate": collected["aggregate"],
+                           "runs": [j.output["metrics"] for j in self.jobs("evaluate")]},
+        }
+
+    def _report_entries(self, part: str) -> Iterator[dict[str, Any]]:
+        """Every item instance a notebook shows: name, keys, path (its own file, or the output of the stage
+        that writes it) and the inputs of its own (besides the part's)."""
+        figures = {Path(p).stem: p for p in self.output("class_representativeness")["figures"]}
+        confusions = self._confusion_runs()
+        for item in report_items.items(part):
+            if item.name in figures:
+                yield {"name": item.name, "keys": {}, "path": figures[item.name], "inputs": {}}
+            elif item.kind == "output" and item.per == ("encoder",):
+                for job in self.jobs("appearance_figures"):
+                    if item.name in job.output:
+                        yield {"name": item.name, "keys": dict(job.wildcards), "path": job.output[item.name],
+                               "inputs": {}}
+            elif item.per:  # confusion matrices and predicted maps of one run per (protocol, method)
+                for job in confusions:
+                    keys = {k: job.wildcards[k] for k in item.per}
+                    own = {"metrics": job.output["metrics"]}
+                    path = job.output["predictions"] if item.kind == "output" else self._item_path(item, keys)
+                    yield {"name": item.name, "keys": keys, "path": path, "inputs": own}
+            else:
+                yield {"name": item.name, "keys": {}, "path": self._item_path(item, {}), "inputs": {}}
+
+    def _confusion_runs(self) -> list[Job]:
+        """The evaluation job shown for each (protocol, method) of a pixel-level protocol: its largest label
+        fraction, its first seed."""
+        def rank(job: Job) -> tuple[float, int]:
+            return float(job.wildcards["fraction"]), -int(job.wildcards["seed"])
+
+        best: dict[tuple[str, str], Job] = {}
+        for job in self.jobs("evaluate"):
+            w = job.wildcards
+            key = (w["protocol"], w["method"])
+            if split_protocol(w["protocol"])[0] not in SCENE_PROTOCOLS and (key not in best or rank(job) > rank(best[key])):
+                best[key] = job
+        return list(best.values())
+
+    @staticmethod
+    def _item_path(item: report_items.Item, keys: dict[str, Any]) -> str:
+        """``reports/<part>/<anchor>.png|.html``: an instance's file is named as its block in the notebook."""
+        name = report_items.anchor(item.name, keys)
+        return paths.fill(paths.REPORT_ITEM, {"part": item.part, "name": name}) + report_items.SUFFIX[item.kind]
 
     def _dvc(self) -> Iterator[Job]:
         if self.params["tracking"]["dvc"]:
@@ -307,6 +366,10 @@ class Plan:
             yield Job("dvc_track", {}, self.output("dvc_track"), {"targets": reads})
 
 
-def _files(outputs: dict[str, Any]) -> list[str]:
-    """Every path of an output dict, lists flattened."""
-    return [p for v in outputs.values() for p in (v if isinstance(v, list) else [v])]
+def _files(value: Any) -> list[str]:
+    """Every path of a (nested) dict or list of paths."""
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in _files(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in _files(v)]
+    return [value]

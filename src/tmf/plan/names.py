@@ -8,6 +8,9 @@ Evaluated methods are the self-supervised encoders of ``pretrain.methods`` plus 
   (:data:`TRAINED_BASELINES`): the fine-tuning protocols only, at ``evaluate.baseline_fractions`` (seed 004
   Table 3.1 uses all labels).
 
+A job scores its test set (``evaluate.test_set``: :data:`TEST_SETS`, or ``auto``, which picks ``test_cities``
+or ``labeled_holdout`` from the data when the job runs).
+
 Appearance encoders are ``random-<arch>``, ``imagenet-<arch>`` (arch: a key of ``appearance.weights``) or
 ``ssl-<method>`` (a method of ``pretrain.methods``).
 """
@@ -17,11 +20,17 @@ from __future__ import annotations
 PROTOCOLS = ("linear", "finetune", "finetune_horospherical", "finetune_euclidean", "knn", "logreg")
 FINETUNE_PROTOCOLS = ("finetune", "finetune_horospherical", "finetune_euclidean")
 PROBE_PROTOCOLS = ("linear", "knn", "logreg")
+SCENE_PROTOCOLS = ("knn", "logreg")  # one label per sub-tile (its dominant class): no pixel confusion matrix
 HEAD_PROTOCOLS = ("finetune_horospherical", "finetune_euclidean")  # one job per evaluate.hyperbolic.dims
 ENCODER_BASELINES = ("random", "imagenet")  # encoders: every protocol
 TRAINED_BASELINES = ("supervised", "oracle", "berundanet_l1", "berundanet_kmeans")  # from scratch, fine-tuning only
 BASELINES = ENCODER_BASELINES + TRAINED_BASELINES
 SEMISUPERVISED_BASELINES = ("berundanet_l1", "berundanet_kmeans")  # also read evaluate.semisup
+
+# evaluate.test_set (tmf.evaluate.testsets): what a job scores; `auto` picks test_cities or labeled_holdout per data
+TEST_SETS = ("test_cities", "labeled_holdout", "cross_city")
+AUTO_TEST_SET = "auto"
+HOLDOUT_TEST_SETS = ("labeled_holdout", AUTO_TEST_SET)  # the values whose jobs read evaluate.holdout
 
 SSL_ENCODER = "ssl-"  # appearance encoder ssl-<method>: the encoder pretrained by <method>
 FIXED_ENCODER_KINDS = ("random", "imagenet")  # appearance encoders <kind>-<arch>

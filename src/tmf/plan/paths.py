@@ -38,6 +38,9 @@ EVALUATION_AGGREGATE = "results/evaluate/summary_agg.csv"  # beside the summary,
 # ---- report
 NOTEBOOK_TEMPLATE = "workflow/notebooks/{name}.ipynb"
 NOTEBOOK = "reports/notebooks/{name}"  # .html and .ipynb
+REPORT_ITEMS = "reports/{part}"  # the figures and tables of one notebook (tmf.report.items)
+REPORT_ITEM = f"{REPORT_ITEMS}/{{name}}"  # name: the item's anchor (tmf.report.items.anchor); then .png or .html
+REPORT_CAPTION = "workflow/report/{part}_{name}.rst"  # an item's caption, in the notebook and in snakemake --report
 REPORT_INDEX = "reports/index.html"
 
 # ---- versioning
@@ -73,6 +76,7 @@ def outputs(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
                      "history": f"{PRETRAIN}/history.csv"},
         "evaluate": {"metrics": f"{EVALUATE}/metrics.json", "predictions": f"{EVALUATE}/predictions.png"},
         "collect_evaluation": {"summary": EVALUATION_SUMMARY, "aggregate": EVALUATION_AGGREGATE},
+        **{f"report_items_{name}": {} for name in NOTEBOOKS},  # one file per item: filled in by the plan
         **{f"report_{name}": {"html": fill(NOTEBOOK, {"name": name}) + ".html",
                               "ipynb": fill(NOTEBOOK, {"name": name}) + ".ipynb"} for name in NOTEBOOKS},
         "report_index": {"index": REPORT_INDEX},

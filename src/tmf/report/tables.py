@@ -1,8 +1,9 @@
-""""Ours vs published" tables for the report.
+"""The report's tables, one function each (named as its item in :mod:`tmf.report.items`): ``(ctx, **keys)`` →
+a DataFrame of display cells (text, or markup for class colours and links; missing values stay missing and show
+as "—"). ``tmf report-items`` writes each as an HTML table captioned with the run's data source.
 
 The published numbers are the package's copy of the source documents' tables
-(``tmf/reference/seed_tables.yaml``). Every table carries a ``data`` column naming the data source of this run
-(embedded synthetic or real MiniFrance), so that nobody mistakes a synthetic number for a reproduction.
+(``tmf/reference/seed_tables.yaml``); a published column appears only where a row of this run is comparable.
 """
 
 from __future__ import annotations
@@ -14,19 +15,29 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from markupsafe import escape
 
-from tmf.data.minifrance import CLASSES
+from tmf.data.minifrance import CITIES, CLASSES, SCORED_IDS
+from tmf.report.html import Html, class_name, fraction, number, pct
+from tmf.report.items import Context
 
 SOURCE_LABELS = {
     "synthetic": "embedded synthetic data (not MiniFrance: compare trends, not values)",
     "minifrance": "real MiniFrance",
     "dfc2022": "real MiniFrance (DFC2022 release)",
 }
+PAIRS = {"labeled_vs_test": "Labeled → Test", "unlabeled_vs_test": "Unlabeled → Test"}
+SCORES = {"iou": "IoU", "iot": "IoT"}
+# Our evaluation methods ↔ the rows of Table 3.1 of Castillo-Navarro 2022 (U-Net column; our decoder is a U-Net),
+# which trains with every label of the labeled cities.
+TABLE_3_1_ROWS = {"oracle": "oracle", "supervised": "supervised", "berundanet_l1": "berundanet_late_l1",
+                  "berundanet_kmeans": "berundanet_late_kmeans"}
 
 
 @cache
 def reference() -> dict:
-    """The published numbers (seed 004 Tables 2.2–2.7, 3.1, 3.3, 3.4; seed 000, 002, 003 tables)."""
+    """The published numbers (Castillo-Navarro 2022 Tables 2.2–2.7, 3.1, 3.3, 3.4; Berg 2024, HyDeS 2025 and
+    Shi et al. 2023 tables; docs/sources.md)."""
     return yaml.safe_load(resources.files("tmf").joinpath("reference/seed_tables.yaml").read_text())
 
 
@@ -34,76 +45,277 @@ def source_label(source: str) -> str:
     return SOURCE_LABELS.get(source, source)
 
 
-def class_share_comparison(class_shares_csv: str | Path, source: str) -> pd.DataFrame:
-    """Class shares of our tinyMiniFrance next to Tables 2.5 (MiniFrance) and 2.6 (tinyMiniFrance), in %."""
+def short_city(name: str) -> str:
+    return name.split("_")[0] if name.startswith("Lille") else name.replace("_", " ")
+
+
+# ---- data
+def tiles_per_city(ctx: Context) -> pd.DataFrame:
+    """Tiles and sub-tiles of every city, next to MiniFrance's tile counts (Table 2.4 layout)."""
+    from tmf.data.packed import read_manifest
+
+    tiles = pd.read_csv(ctx.inputs["tiles"])
+    m = read_manifest(ctx.inputs["manifest"])
+    return pd.DataFrame([{
+        "split": c.split, "city": short_city(c.name), "MiniFrance tiles (Table 2.4)": c.tiles,
+        "tiles here": int((tiles["city"] == c.name).sum()), "sub-tiles here": int((m["city"] == c.name).sum()),
+        "labelled sub-tiles": int(m.loc[m["city"] == c.name, "has_label"].sum())} for c in CITIES])
+
+
+NONE_ROW = "none in this run"
+
+
+def tiles_per_other_city(ctx: Context) -> pd.DataFrame:
+    """Tiles and sub-tiles of every city folder that is not one of MiniFrance's 16 (``minifrance_city = 0`` in
+    data/tiles.csv: indexed as a city of its own, in the split its folder names), apart from Table 2.4's."""
+    from tmf.data.packed import read_manifest
+    from tmf.data.reader import read_tiles_csv
+
+    tiles, m = read_tiles_csv(ctx.inputs["tiles"]), read_manifest(ctx.inputs["manifest"])
+    others = tiles[tiles["minifrance_city"] == 0][["city", "split"]].drop_duplicates()
+    rows = [{"split": r.split, "city": r.city, "tiles here": int((tiles["city"] == r.city).sum()),
+             "sub-tiles here": int((m["city"] == r.city).sum()),
+             "labelled sub-tiles": int(m.loc[m["city"] == r.city, "has_label"].sum())} for r in others.itertuples()]
+    return pd.DataFrame(rows) if rows else pd.DataFrame([{"city": NONE_ROW}])
+
+
+def off_spec_tiles(ctx: Context) -> pd.DataFrame:
+    """The tiles indexed with a warning because they are unlike the specification (SPEC.md §1: Lambert-93,
+    0.5 m/px): data/tiles.csv's ``off_spec`` (another CRS, another resolution, no georeference)."""
+    from tmf.data.reader import read_tiles_csv
+
+    t = read_tiles_csv(ctx.inputs["tiles"])
+    off = t.loc[t["off_spec"] != "", ["split", "city", "tile", "crs", "x_res", "off_spec"]]
+    off = off.rename(columns={"x_res": "m/px", "off_spec": "unlike the specification"})
+    return off.reset_index(drop=True) if len(off) else pd.DataFrame([{"tile": NONE_ROW}])
+
+
+def class_share_frame(class_shares_csv: str | Path) -> pd.DataFrame:
+    """Numbers behind :func:`class_shares` and the class-share figure: id, ours %, Table 2.6 %, Table 2.5 %."""
     ours = pd.read_csv(class_shares_csv).set_index("id")["share_ours"]
     ref5, ref6 = reference()["class_share_minifrance"], reference()["class_share_tinyminifrance"]
-    rows = []
-    for c in CLASSES:
-        if c.id == 0:
-            continue
-        o = float(ours.get(c.id, 0.0))
-        rows.append({"id": c.id, "class": c.name, "ours %": round(o, 2),
-                     "Table 2.6 %": ref6.get(c.id), "Table 2.5 %": ref5.get(c.id),
-                     "ours − T2.6": round(o - ref6.get(c.id, 0.0), 2)})
-    df = pd.DataFrame(rows)
-    df["data"] = source_label(source)
-    return df
+    return pd.DataFrame([{"id": c.id, "ours": float(ours.get(c.id, 0.0)), "table_2_6": ref6.get(c.id),
+                          "table_2_5": ref5.get(c.id)} for c in CLASSES if c.id != 0])
 
 
-def coverage_comparison(summary_json: str | Path, source: str) -> pd.DataFrame:
-    """Our per-split appearance coverage (mean ± std over t-SNE seeds) next to Table 2.7."""
-    summary = json.loads(Path(summary_json).read_text())
+def class_shares(ctx: Context) -> pd.DataFrame:
+    """Class shares of our tinyMiniFrance next to Tables 2.5 (MiniFrance) and 2.6 (tinyMiniFrance), in %."""
+    df = class_share_frame(ctx.inputs["class_shares"])
+    return pd.DataFrame({
+        "class": [class_name(i) for i in df["id"]], "ours (%)": df["ours"].map(lambda v: f"{v:.2f}"),
+        "Table 2.6 (%)": df["table_2_6"].map(_one_decimal), "Table 2.5 (%)": df["table_2_5"].map(_one_decimal),
+        "ours − Table 2.6": [f"{o - r:+.2f}" if r is not None else None
+                             for o, r in zip(df["ours"], df["table_2_6"], strict=True)]})
+
+
+def _one_decimal(value) -> str | None:
+    return None if value is None or pd.isna(value) else f"{value:.1f}"
+
+
+# ---- appearance
+def coverage_vs_published(ctx: Context) -> pd.DataFrame:
+    """Per-split appearance coverage, mean ± std over t-SNE seeds, next to Table 2.7 (Castillo-Navarro 2022)."""
     ref = reference()["appearance_coverage"]
     rows = []
-    for key, label in (("labeled_vs_test", "Labeled–Test"), ("unlabeled_vs_test", "Unlabeled–Test")):
-        ours = summary.get("split_coverage", {}).get(key)
-        for metric in ("iou", "iot"):
-            mean = ours[metric]["mean"] if ours else float("nan")
-            std = ours[metric]["std"] if ours else float("nan")
-            rows.append({"pair": label, "score": metric.upper(), "ours mean": round(mean, 3),
-                         "ours std": round(std, 3), "Table 2.7": ref[key][metric],
-                         "ours − published": round(mean - ref[key][metric], 3)})
+    for encoder, path in ctx.inputs["summaries"].items():
+        summary = json.loads(Path(path).read_text())
+        if summary.get("status", "ok") != "ok":
+            continue
+        for key, label in PAIRS.items():
+            ours = summary.get("split_coverage", {}).get(key)
+            for metric in ("iou", "iot"):
+                mean = ours[metric]["mean"] if ours else None
+                std = ours[metric]["std"] if ours else None
+                rows.append({"encoder": encoder, "pair": label, "score": SCORES[metric],
+                             "ours (mean ± std)": number(mean, std), "t-SNE seeds": len(summary.get("seeds", [])),
+                             "Table 2.7": f"{ref[key][metric]:.2f}",
+                             "ours − Table 2.7": None if mean is None else f"{mean - ref[key][metric]:+.2f}"})
+    return pd.DataFrame(rows)
+
+
+def best_covering_city(ctx: Context) -> pd.DataFrame:
+    """The training city whose appearance surface best covers each test city (IoU, mean over t-SNE seeds)."""
+    rows = []
+    for encoder, path in ctx.inputs["coverage"].items():
+        cov = pd.read_csv(path)
+        if not len(cov):
+            continue
+        cov = cov[~cov["train"].str.startswith("union") & ~cov["test"].str.startswith("union")]
+        cov = cov.dropna(subset=["iou_mean"])  # cities below appearance.min_points have no surface
+        for test, g in cov.groupby("test", sort=False):
+            best = g.loc[g["iou_mean"].idxmax()]
+            rows.append({"encoder": encoder, "test city": short_city(test), "best training city":
+                         short_city(best["train"]), "IoU": number(best["iou_mean"], best["iou_std"]),
+                         "IoT": number(best["iot_mean"], best["iot_std"])})
+    return pd.DataFrame(rows)
+
+
+def class_histograms_by_city(ctx: Context) -> pd.DataFrame:
+    """% of each class among the labelled pixels of every city (the numbers of Fig. 2.14)."""
+    hist = pd.read_csv(ctx.inputs["class_histograms_city"])
+    ids = [c for c in hist.columns if c.isdigit()]
+    out = pd.DataFrame({"city": hist["city"].map(short_city), "labelled pixels": hist["labelled_pixels"]})
+    for cid in ids:
+        out[class_name(int(cid), short=True)] = hist[cid].map(lambda v: None if pd.isna(v) else f"{v:.1f}")
+    return out
+
+
+# ---- pretraining
+def pretraining_runs(ctx: Context) -> pd.DataFrame:
+    """Every (method, seed): steps, final loss, throughput, embedding diagnostics, its MLflow run."""
+    runs = ctx.inputs["runs"]
+    rows = []
+    for files in runs.values():
+        m = json.loads(Path(files["metrics"]).read_text())
+        d = m.get("diagnostics", {})
+        rows.append({"method": m["method"], "seed": m["seed"], "steps": m.get("steps"),
+                     "final loss": m.get("final_loss"), "images/s": _round(m.get("images_per_s"), 1),
+                     "alignment": d.get("alignment"), "uniformity": d.get("uniformity"),
+                     "effective rank": _round(d.get("effective_rank"), 1),
+                     "wall time (s)": _round(m.get("wall_s"), 1)})
     df = pd.DataFrame(rows)
-    df["encoder"] = summary.get("encoder", "")
-    df["data"] = source_label(source)
+    if len(df):
+        df["MLflow run"] = [Html(x) for x in mlflow_links("pretrain", df)]
     return df
 
 
-# Our evaluation methods ↔ the rows of seed 004 Table 3.1 (U-Net column; our decoder is a U-Net).
-TABLE_3_1_ROWS = {"oracle": "oracle", "supervised": "supervised", "berundanet_l1": "berundanet_late_l1",
-                  "berundanet_kmeans": "berundanet_late_kmeans"}
+def _round(value, digits):
+    return None if value is None else round(float(value), digits)
 
 
-def _mean_std(row: pd.Series, key: str) -> str:
-    mean, std = row.get(f"{key}_mean"), row.get(f"{key}_std")
-    if mean is None or pd.isna(mean):
-        return "—"
-    return f"{100 * mean:.2f}" + (f" ± {100 * std:.2f}" if std is not None and not pd.isna(std) else "")
+# ---- evaluation
+def _aggregate(ctx: Context) -> pd.DataFrame:
+    return pd.read_csv(ctx.inputs["aggregate"], dtype={"reason": str}).fillna({"reason": ""})
 
 
-def segmentation_comparison(summary_agg_csv: str | Path, source: str) -> pd.DataFrame:
-    """OA / mIoU on the test cities (%, mean ± std over seeds) next to seed 004 Table 3.1 (U-Net) for the
-    baselines that have a published counterpart, and every other pixel-level run without one."""
-    agg = pd.read_csv(summary_agg_csv)
-    ref = reference()["semisupervised_tinyminifrance"]["unet"]
+# evaluate.test_set (tmf.plan.names.TEST_SETS) as the tables and headings name it
+TEST_SET_LABELS = {
+    "test_cities": "the test cities",
+    "labeled_holdout": "held-out tiles of the labeled cities",
+    "cross_city": "each labeled city, trained on the other(s)",
+}
+
+
+def test_set_label(test_set: str) -> str:
+    return TEST_SET_LABELS.get(test_set, test_set)
+
+
+def test_sets(ctx: Context) -> pd.DataFrame:
+    """What each test set of the run scores (``evaluate.test_set``; tmf.evaluate.testsets): how ``auto`` chose it,
+    the scored cities, the held-out tiles or the folds (from the first run of each that ran)."""
+    seen: dict[str, dict] = {}
+    for p in ctx.inputs["runs"]:
+        m = json.loads(Path(p).read_text())
+        if m.get("status", "ok") == "ok":
+            seen.setdefault(m["test_set"], m["test_set_info"])
     rows = []
-    for _, r in agg.iterrows():
-        if r.get("n_train", 1) == 0:
-            continue
-        pub = ref.get(TABLE_3_1_ROWS.get(r["method"], ""), [None, None])
-        if r["protocol"] not in ("finetune", "linear"):
-            continue
-        rows.append({
-            "protocol": r["protocol"], "method": r["method"], "label fraction": r["fraction"],
-            "seeds": int(r["n_seeds"]),
-            "OA ours": _mean_std(r, "oa"), "OA T3.1": pub[0],
-            "mIoU ours": _mean_std(r, "miou"), "mIoU T3.1": pub[1],
-            "κ ours": _mean_std(r, "kappa"),
-        })
-    df = pd.DataFrame(rows)
-    if len(df):
-        df["data"] = source_label(source)
+    for name, info in seen.items():
+        detail = ""
+        if name == "labeled_holdout":
+            h = info["holdout"]
+            detail = (f"{len(info['held_out_tiles'])} held-out tiles in blocks of {h['block_km']:g} km (fraction "
+                      f"{h['fraction']:g}, seed {h['seed']}), in no label pool")
+        elif len(info["folds"]) > 1:
+            detail = "folds: " + "; ".join(f["name"] for f in info["folds"])
+        rows.append({"test set": test_set_label(name), "evaluate.test_set": name,
+                     "chosen by": f"auto: {info['why']}" if info.get("requested") == "auto" else "the configuration",
+                     "scored cities": ", ".join(short_city(c) for c in info["scored_cities"]), "held out / folds":
+                     detail or None})
+    return pd.DataFrame(rows) if rows else pd.DataFrame([{"test set": "no evaluation run was scored"}])
+
+
+def segmentation_vs_published(ctx: Context) -> pd.DataFrame:
+    """OA / mIoU / κ on the run's test set (%, mean ± std over seeds) of every pixel-level run; Table 3.1's U-Net
+    column where a row is comparable: a baseline of Table 3.1 trained with every label and scored, as Table 3.1 is,
+    on the test cities (held-out tiles or another labeled city are no counterpart). A skipped method (the oracle
+    without its labels) is a row that says why."""
+    agg = _aggregate(ctx)
+    agg = agg[agg["protocol"].isin(_pixel_protocols(agg))]
+    ref = reference()["semisupervised_tinyminifrance"]["unet"]
+    published = [ref.get(TABLE_3_1_ROWS.get(m, "")) if f == 1.0 and t == "test_cities" else None
+                 for m, f, t in zip(agg["method"], agg["fraction"], agg["test_set"], strict=True)]
+    skipped = (agg["status"] == "skipped").to_numpy()
+
+    def scores(key):
+        return ["skipped" if sk else pct(m, s)
+                for sk, m, s in zip(skipped, agg[f"{key}_mean"], agg[f"{key}_std"], strict=True)]
+
+    df = pd.DataFrame({
+        "protocol": agg["protocol"], "method": agg["method"], "test set": agg["test_set"].map(test_set_label),
+        "label fraction": agg["fraction"].map(fraction), "seeds": agg["n_seeds"].astype(int),
+        "OA (%)": scores("oa"), "mIoU (%)": scores("miou"), "κ (%)": scores("kappa"),
+    })
+    if any(p is not None for p in published):
+        df["OA, Table 3.1 (%)"] = [p[0] if p else None for p in published]
+        df["mIoU, Table 3.1 (%)"] = [p[1] if p else None for p in published]
+    if skipped.any():
+        df["note"] = [r or None for r in agg["reason"]]
+    return df.reset_index(drop=True)
+
+
+def _pixel_protocols(agg: pd.DataFrame) -> list[str]:
+    from tmf.plan.names import SCENE_PROTOCOLS, split_protocol
+
+    return [p for p in dict.fromkeys(agg["protocol"]) if split_protocol(p)[0] not in SCENE_PROTOCOLS]
+
+
+def per_class_iou(ctx: Context) -> pd.DataFrame:
+    """Test IoU of every scored class (%, mean ± std over seeds) per protocol × method × label fraction."""
+    agg = _aggregate(ctx)
+    agg = agg[agg["protocol"].isin(_pixel_protocols(agg)) & (agg["status"] == "ok")]
+    ids = [i for i in SCORED_IDS if f"iou_{i}_mean" in agg.columns and agg[f"iou_{i}_mean"].notna().any()]
+    df = pd.DataFrame({"protocol": agg["protocol"], "method": agg["method"],
+                       "label fraction": agg["fraction"].map(fraction)})
+    for i in ids:
+        df[class_name(i, short=True)] = [pct(m, s) for m, s in zip(agg[f"iou_{i}_mean"], agg[f"iou_{i}_std"],
+                                                                    strict=True)]
+    return df.reset_index(drop=True)
+
+
+def _per_city(ctx: Context, minifrance: bool) -> pd.DataFrame:
+    """OA / mIoU of each scored city (%, mean over seeds) per protocol × method × label fraction: MiniFrance's
+    cities (Table 2.4 order), or every other city folder."""
+    from tmf.data.minifrance import CITY_BY_NAME, city_rank
+
+    agg = _aggregate(ctx)
+    agg = agg[agg["protocol"].isin(_pixel_protocols(agg)) & (agg["status"] == "ok")]
+    scored = {c[len("oa_"):-len("_mean")] for c in agg.columns
+              if c.startswith("oa_") and c.endswith("_mean") and c != "oa_mean"}
+    cities = sorted((c for c in scored if (c in CITY_BY_NAME) == minifrance), key=city_rank)
+    if not cities:
+        return pd.DataFrame([{"city": NONE_ROW}])
+    df = pd.DataFrame({"protocol": agg["protocol"], "method": agg["method"],
+                       "test set": agg["test_set"].map(test_set_label),
+                       "label fraction": agg["fraction"].map(fraction)})
+    for c in cities:
+        if agg[f"oa_{c}_mean"].notna().any():
+            df[f"{short_city(c)}: OA / mIoU (%)"] = [
+                None if pd.isna(o) else f"{pct(o)} / {pct(u)}"
+                for o, u in zip(agg[f"oa_{c}_mean"], agg[f"miou_{c}_mean"], strict=True)]
+    return df.reset_index(drop=True)
+
+
+def per_city_scores(ctx: Context) -> pd.DataFrame:
+    """OA / mIoU of each scored MiniFrance city (%, mean over seeds), per protocol × method × label fraction."""
+    return _per_city(ctx, minifrance=True)
+
+
+def per_other_city_scores(ctx: Context) -> pd.DataFrame:
+    """The same for the scored cities that are not one of MiniFrance's 16, apart."""
+    return _per_city(ctx, minifrance=False)
+
+
+def evaluation_runs(ctx: Context) -> pd.DataFrame:
+    """Every evaluation run (one seed each): training size, OA, mIoU, κ (%), hierarchical cost, its MLflow run."""
+    runs = pd.read_csv(ctx.inputs["summary"])
+    df = pd.DataFrame({
+        "protocol": runs["protocol"], "method": runs["method"], "test set": runs["test_set"].map(test_set_label),
+        "label fraction": runs["fraction"].map(fraction), "seed": runs["seed"],
+        "status": runs["status"], "training sub-tiles": runs["n_train"],
+        "OA (%)": runs["oa"].map(pct), "mIoU (%)": runs["miou"].map(pct), "κ (%)": runs["kappa"].map(pct),
+        "hierarchical cost": runs["hierarchical_cost"].map(lambda v: number(v)),
+    })
+    df["MLflow run"] = [Html(x) for x in mlflow_links("evaluate", runs)]
     return df
 
 
@@ -124,7 +336,7 @@ def mlflow_links(command: str, frame: pd.DataFrame) -> list[str]:
         rec = records.get(name)
         if rec and rec.get("run_id"):
             url = tracking.run_url(rec, ui)
-            out.append(f'<a href="{url}" title="{name}">{rec["run_id"][:8]}</a>')
+            out.append(f'<a href="{escape(url)}" title="{escape(name)}">{escape(rec["run_id"][:8])}</a>')
         else:
             out.append("—")
     return out

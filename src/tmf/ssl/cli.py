@@ -15,14 +15,15 @@ import sys
 
 
 def register(subparsers) -> None:
-    from tmf.cli import add_cfg_arguments
+    from tmf.cli import add_cfg_arguments, choices_help
+    from tmf.config import method_names
 
     p = subparsers.add_parser(
         "pretrain", help="self-supervised pretraining of one (method, seed)",
         description="Pretrain a backbone with one self-supervised method on the packed tinyMiniFrance images; "
         "writes encoder.pt, metrics.json, history.csv (and checkpoint.pt, from which a rerun resumes).")
-    p.add_argument("--method", required=True, help="method name (registry tmf.ssl.methods)")
-    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--method", required=True, help=choices_help("the method (docs/ssl-methods.md)", method_names()))
+    p.add_argument("--seed", type=int, required=True, help="the run's seed (one of pretrain.seeds)")
     p.add_argument("--manifest", required=True, help="tinyMiniFrance manifest.csv")
     p.add_argument("--packed", required=True, help="folder holding images.npy (uint8 N x S x S x 3)")
     p.add_argument("--out", required=True, help="output folder, e.g. results/pretrain/<method>/seed<k>")

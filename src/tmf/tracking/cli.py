@@ -35,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "$TMF_MLFLOW_PARENT_RUN_ID) with the given status.",
     )
     add_cfg_arguments(p)
-    p.add_argument("--status", default="FINISHED", choices=["FINISHED", "FAILED", "KILLED"])
+    p.add_argument("--status", default="FINISHED", choices=["FINISHED", "FAILED", "KILLED"],
+                   help="how the workflow ended")
     p.set_defaults(func=_end, tracked=False)
 
     p = sub.add_parser(
