@@ -1,4 +1,4 @@
-"""What the default run finds (issue 14 item 1): the findings of ``tmf.evaluate.summary.findings`` on hand-made
+"""What the default run finds (issue 14 item 1): the findings of ``tmf.evaluate.summary.study_answers`` on hand-made
 tables, and on the tables of a finished default run (``snakemake --cores all`` with params/default.yaml).
 
 The default run takes minutes, so this test does not start it: it reads the outputs of the checkout, or of the
@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tmf.evaluate.summary import MIN_SEEDS, coverage_gap, findings
+from tmf.evaluate.summary import MIN_SEEDS, coverage_answer, study_answers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +49,7 @@ def _by_key(fs):
 
 
 def test_findings_hold_on_a_table_that_shows_them():
-    fs = _by_key(findings(_agg(GOOD), _split((0.5, 0.05, 5), (0.8, 0.05, 5))))
+    fs = _by_key(study_answers(_agg(GOOD), _split((0.5, 0.05, 5), (0.8, 0.05, 5))))
     assert {k: f.holds for k, f in fs.items()} == {
         "label_trend": True, "ssl_vs_random_low": True, "ssl_vs_random_linear": True, "supervised": True,
         "coverage_gap": True}
@@ -70,33 +70,40 @@ def _edit(rows, protocol, method, fraction, **values):
 
 def test_each_finding_fails_on_its_own_counterexample():
     # one encoder gets worse with more labels
-    fs = _by_key(findings(_agg(_edit(GOOD, "finetune", "ssw", 1.0, mean=0.14))))
+    fs = _by_key(study_answers(_agg(_edit(GOOD, "finetune", "ssw", 1.0, mean=0.14))))
     assert fs["label_trend"].holds is False and fs["ssl_vs_random_low"].holds is True
     # the best SSL encoder beats random at 1 % but by less than the two stds added (0.2 - 0.1 < 0.06 + 0.05)
-    fs = _by_key(findings(_agg(_edit(GOOD, "finetune", "random", 0.01, std=0.08))))
+    fs = _by_key(study_answers(_agg(_edit(GOOD, "finetune", "random", 0.01, std=0.08))))
     assert fs["ssl_vs_random_low"].holds is False and "-0.010" in fs["ssl_vs_random_low"].detail
     # ... or with too few seeds to say
-    fs = _by_key(findings(_agg(_edit(GOOD, "finetune", "simclr", 0.01, n=MIN_SEEDS - 1))))
+    fs = _by_key(study_answers(_agg(_edit(GOOD, "finetune", "simclr", 0.01, n=MIN_SEEDS - 1))))
     assert fs["ssl_vs_random_low"].holds is None and "seeds" in fs["ssl_vs_random_low"].detail
     # random's linear probe is the best
-    fs = _by_key(findings(_agg(_edit(GOOD, "linear", "random", 1.0, mean=0.26))))
+    fs = _by_key(study_answers(_agg(_edit(GOOD, "linear", "random", 1.0, mean=0.26))))
     assert fs["ssl_vs_random_linear"].holds is False
     # no supervised baseline
-    fs = _by_key(findings(_agg([r for r in GOOD if r[1] != "supervised"])))
+    fs = _by_key(study_answers(_agg([r for r in GOOD if r[1] != "supervised"])))
     assert fs["supervised"].holds is False and "coverage_gap" not in fs
     # no SSL method at all: nothing to say on the comparisons
-    fs = _by_key(findings(_agg([r for r in GOOD if r[1] in ("random", "supervised")])))
+    fs = _by_key(study_answers(_agg([r for r in GOOD if r[1] in ("random", "supervised")])))
     assert fs["ssl_vs_random_low"].holds is None and fs["ssl_vs_random_linear"].holds is None
     assert fs["label_trend"].holds is True
 
 
+def test_margin_is_the_difference_beyond_the_two_stds():
+    assert margin(0.30, 0.02, 0.20, 0.03) == pytest.approx(0.05)
+    assert beats(0.30, 0.02, 0.20, 0.03) is True and beats(0.20, 0.03, 0.30, 0.02) is False
+    assert beats(0.30, 0.05, 0.20, 0.05) is False  # 0.1 is not more than 0.1
+    assert margin(0.3, None, 0.2, 0.01) is None and beats(0.3, float("nan"), 0.2, 0.01) is None  # one seed
+
+
 def test_coverage_gap_needs_more_than_the_two_stds():
-    assert coverage_gap(_split((0.5, 0.05, 5), (0.8, 0.05, 5))).holds is True
-    assert coverage_gap(_split((0.5, 0.15, 5), (0.8, 0.16, 5))).holds is False  # 0.3 < 0.31
-    assert coverage_gap(_split((0.8, 0.01, 5), (0.5, 0.01, 5))).holds is False  # the labeled cities cover more
-    assert coverage_gap(_split((0.5, 0.01, 2), (0.8, 0.01, 2))).holds is None  # too few t-SNE seeds
-    assert coverage_gap(_split((0.5, 0.0, 1), (0.8, 0.0, 1))).holds is None
-    assert coverage_gap(_split((float("nan"), 0.0, 5), (0.8, 0.1, 5))).holds is None
+    assert coverage_answer(_split((0.5, 0.05, 5), (0.8, 0.05, 5))).holds is True
+    assert coverage_answer(_split((0.5, 0.15, 5), (0.8, 0.16, 5))).holds is False  # 0.3 < 0.31
+    assert coverage_answer(_split((0.8, 0.01, 5), (0.5, 0.01, 5))).holds is False  # the labeled cities cover more
+    assert coverage_answer(_split((0.5, 0.01, 2), (0.8, 0.01, 2))).holds is None  # too few t-SNE seeds
+    assert coverage_answer(_split((0.5, 0.0, 1), (0.8, 0.0, 1))).holds is None
+    assert coverage_answer(_split((float("nan"), 0.0, 5), (0.8, 0.1, 5))).holds is None
 
 
 # ---------------------------------------------------------------- the default run's own tables
@@ -130,7 +137,7 @@ def test_the_default_run_answers_the_study_questions():
     summary = json.loads((appearance / "summary.json").read_text())
     assert summary["status"] == "ok" and len(summary["seeds"]) >= MIN_SEEDS
     split = pd.read_csv(appearance / "split_coverage_summary.csv")
-    fs = findings(agg, split)
+    fs = study_answers(agg, split)
     report = "\n".join(f"{f.key}: {f.holds} — {f.detail}" for f in fs)
     assert [f.key for f in fs] == ["label_trend", "ssl_vs_random_low", "ssl_vs_random_linear", "supervised",
                                    "coverage_gap"]
