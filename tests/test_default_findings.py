@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tmf.evaluate.summary import MIN_SEEDS, coverage_answer, study_answers
+from tmf.evaluate.summary import MIN_SEEDS, beats, coverage_answer, margin, study_answers
 
 ROOT = Path(__file__).resolve().parents[1]
 
