@@ -143,3 +143,13 @@ def test_the_default_run_answers_the_study_questions():
                                    "coverage_gap"]
     assert all(f.holds is True for f in fs), f"the default run at {root} does not show:\n{report}"
     assert all(math.isfinite(v) for v in agg["miou_mean"])
+
+
+def test_ci_runs_the_readme_commands_verbatim_the_default_run_first():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Quick start", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line.strip() for line in block.splitlines() if line.strip().startswith("python3.11 -m venv")]
+    assert len(commands) == 2 and commands[0].endswith("snakemake --cores all") and commands[1].endswith("pytest")
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert commands[0] in ci and commands[1] in ci, ".ci/run must run the README's two commands verbatim"
+    assert ci.index(commands[0]) < ci.index(commands[1]), ".ci/run must run the default run before the tests"
