@@ -9,8 +9,14 @@ Usage (repository root): ``PYTHONPATH=src python scripts/bench_finetune.py [--de
   (no sampling, no augmentation, no data movement).
 
 The ratio (fine-tuning / bound) says how busy the training loop keeps the device: 1.0 means the data path costs
-nothing. ``--aux kmeans`` measures the BerundaNet-late step (an unlabeled batch through the network as well).
-Imports only torch, numpy and pandas from outside, so it runs on a bare GPU machine.
+nothing. ``--aux`` measures a semi-supervised step: ``l1`` / ``l2`` / ``kmeans`` / ``mumford_shah`` the
+BerundaNet-late step (an unlabeled batch of ``--unlabeled-batch`` crops through the network and the auxiliary head as
+well), ``fixmatch`` the FixMatch step (µ·B unlabeled crops, ``--mu``, each as a weak and a strong RandAugment view in
+the labeled batch's forward pass; the bound gets the same views ready-made, so the ratio prices the sampling and
+the strong augmentation). images/s count labeled crops, as the step's throughput in labeled images; "crops/s"
+counts every crop through the network.
+From outside it imports torch, numpy, pandas, PyYAML and jsonschema (tmf.config), so it runs on a bare GPU machine
+with those five.
 """
 
 from __future__ import annotations
@@ -21,14 +27,15 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from tmf.device import autocast, configure, memory_format, resolve_device
-from tmf.evaluate.engine import N_SCORED, TrainPool
+from tmf.evaluate.engine import N_SCORED, TrainPool, masked_cross_entropy
 from tmf.evaluate.finetune import build_optimizers, train_segmentation
-from tmf.evaluate.losses import relaxed_kmeans_loss
+from tmf.evaluate.semisup import UnlabeledTerm, aux_channels
 from tmf.models.decoder import SegmentationModel
 from tmf.models.resnet import build_backbone
+
+K = 8  # clusters / segments of the k-means and Mumford-Shah heads (evaluate.semisup.*.k default)
 
 
 def sync(device):
@@ -36,45 +43,65 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
+def term_params(args) -> dict:
+    """The evaluate.semisup section of ``--aux`` with the schema's defaults (µ from ``--mu``)."""
+    from tmf.config import validate
+
+    semi = validate({"evaluate": {"semisup": {"fixmatch": {"mu": args.mu}}}})["evaluate"]["semisup"]
+    return semi[args.aux]
+
+
 def model_for(args, device):
     torch.manual_seed(0)
-    aux = {"none": 0, "kmeans": 8}[args.aux]
+    aux = aux_channels(args.aux, term_params(args)) if args.aux != "none" else 0
     m = SegmentationModel(build_backbone(args.backbone), N_SCORED, aux_channels=aux)
     return m.to(device=device, memory_format=memory_format(device))
 
 
-def bench_finetune(args, device) -> float:
-    rng = np.random.default_rng(0)
+def make_term(args, pool, device):
+    if args.aux == "none":
+        return None
+    n = args.mu * args.batch if args.aux == "fixmatch" else args.unlabeled_batch
+    return UnlabeledTerm(args.aux, term_params(args), pool, n, device)
+
+
+def pool_of(args, device, labels: bool):
+    rng = np.random.default_rng(0 if labels else 1)
     images = rng.integers(0, 256, (args.tiles, args.side, args.side, 3), dtype=np.uint8)
-    labels = rng.integers(0, 16, (args.tiles, args.side, args.side), dtype=np.uint8)
-    pool = TrainPool(images, labels, device, args.crop)
-    unl = TrainPool(images, None, device, args.crop) if args.aux != "none" else None
-    cfg = {"batch": args.batch, "unlabeled_batch": args.batch, "lr": 1e-3, "weight_decay": 1e-4, "warmup_frac": 0.0}
+    lab = rng.integers(0, 16, (args.tiles, args.side, args.side), dtype=np.uint8) if labels else None
+    return TrainPool(images, lab, device, args.crop)
+
+
+def bench_finetune(args, device) -> tuple[float, float]:
+    pool = pool_of(args, device, True)
+    term = make_term(args, pool_of(args, device, False), device)
+    cfg = {"steps": args.warmup, "batch": args.batch, "lr": 1e-3, "weight_decay": 1e-4, "warmup_frac": 0.0}
     model = model_for(args, device)
-    gen = torch.Generator().manual_seed(0)
-    kw = dict(encoder_lr_scale=0.1, freeze_steps=0, unlabeled=unl,
-              aux=None if args.aux == "none" else args.aux, aux_weight=1.0)
-    train_segmentation(model, pool, cfg, device, gen, steps=args.warmup, **kw)  # warm-up (cudnn, allocator)
-    out = train_segmentation(model, pool, cfg, device, gen, steps=args.steps, **kw)
-    return out["images_per_s"]
+    gen = torch.Generator(device=device).manual_seed(0)
+    kw = dict(encoder_lr_scale=0.1, freeze_steps=0, term=term)
+    train_segmentation(model, pool, cfg, device, gen, **kw)  # warm-up (cudnn autotuning, allocator)
+    cfg["steps"] = args.steps
+    out = train_segmentation(model, pool, cfg, device, gen, **kw)
+    return out["images_per_s"], out["crops_per_s"]
 
 
 def bench_compute_only(args, device) -> float:
+    """The same step on inputs already on the device: no crop sampling, no augmentation, no normalisation."""
     model = model_for(args, device).train()
     opts = build_optimizers(model, 1e-3, 0.1, 1e-4)
     x = torch.randn(args.batch, 3, args.crop, args.crop, device=device).contiguous(
         memory_format=memory_format(device))
     y = torch.randint(0, N_SCORED, (args.batch, args.crop, args.crop), device=device)
-    x01 = torch.rand(args.batch, 3, args.crop, args.crop, device=device)
+    term = make_term(args, pool_of(args, device, False), device)
+    drawn = term.sample(torch.Generator(device=device).manual_seed(0)) if term is not None else None
+    inputs = torch.cat([x, *term.inputs(drawn)]) if term is not None and term.joint else x
 
     def step():
         with autocast(device):
-            if args.aux == "none":
-                loss = F.cross_entropy(model(x).float(), y)
-            else:
-                logits = model(x)
-                out = model.auxiliary(x).float()
-                loss = F.cross_entropy(logits.float(), y) + relaxed_kmeans_loss(torch.softmax(out, 1), x01)
+            logits = model(inputs)
+            loss = masked_cross_entropy(logits[:args.batch], y)
+            if term is not None:
+                loss = loss + term.weight * term.loss(model, logits[args.batch:], drawn, False)[0]
         for opt in opts:
             opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -102,20 +129,24 @@ def main(argv=None) -> int:
     p.add_argument("--tiles", type=int, default=64, help="sub-tiles in the pool")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--aux", default="none", choices=["none", "kmeans"])
+    p.add_argument("--aux", default="none", choices=["none", "l1", "l2", "kmeans", "mumford_shah", "fixmatch"])
+    p.add_argument("--unlabeled-batch", type=int, default=32, help="unlabeled crops per step of the BerundaNet losses")
+    p.add_argument("--mu", type=int, default=7, help="FixMatch: unlabeled crops per labeled crop (Sohn et al. 2020)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     configure(device, args.threads)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU x{torch.get_num_threads()}"
-    ft = bench_finetune(args, device)
+    ft, crops = bench_finetune(args, device)
     bound = bench_compute_only(args, device)
     res = {"device": name, "torch": torch.__version__, "backbone": args.backbone, "batch": args.batch,
-           "crop": args.crop, "aux": args.aux, "steps": args.steps,
-           "finetune_images_per_s": round(ft, 2), "compute_only_images_per_s": round(bound, 2),
-           "ratio": round(ft / bound, 3)}
-    print(f"{name} | {args.backbone} U-Net, batch {args.batch}, crop {args.crop}, aux {args.aux}: "
-          f"fine-tuning {ft:.1f} images/s, compute-only bound {bound:.1f} images/s, ratio {ft / bound:.2f}")
+           "crop": args.crop, "aux": args.aux, "mu": args.mu if args.aux == "fixmatch" else None, "steps": args.steps,
+           "finetune_images_per_s": round(ft, 2), "finetune_crops_per_s": round(crops, 2),
+           "compute_only_images_per_s": round(bound, 2), "ratio": round(ft / bound, 3)}
+    extra = f" (mu {args.mu})" if args.aux == "fixmatch" else ""
+    print(f"{name} | {args.backbone} U-Net, batch {args.batch}, crop {args.crop}, aux {args.aux}{extra}: "
+          f"fine-tuning {ft:.1f} images/s ({crops:.1f} crops/s), compute-only bound {bound:.1f} images/s, "
+          f"ratio {ft / bound:.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=2)

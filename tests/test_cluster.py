@@ -473,6 +473,21 @@ def test_audit_torch_files_compared_by_content(tmp_path):
     assert not audit._torch_equal(tmp_path / "a.pt", tmp_path / "c.pt")
 
 
+def test_audit_checkpoints_compared_by_the_state_their_digest_covers(tmp_path):
+    torch = pytest.importorskip("torch")
+    from tmf.ssl.checkpoint import save_checkpoint
+
+    audit = load_audit()
+    state = {"model": {"w": torch.arange(4.0)}, "history": [{"step": 1, "loss": 0.5, "images_per_s": 9.0}],
+             "elapsed_s": 1.0}
+    save_checkpoint(tmp_path / "a.pt", state)
+    save_checkpoint(tmp_path / "b.pt", dict(state, elapsed_s=7.0,
+                                            history=[{"step": 1, "loss": 0.5, "images_per_s": 3.0}]))
+    assert audit._torch_equal(tmp_path / "a.pt", tmp_path / "b.pt")  # only timing differs (and so the digest)
+    save_checkpoint(tmp_path / "c.pt", dict(state, model={"w": torch.arange(4.0) + 1e-6}))
+    assert not audit._torch_equal(tmp_path / "a.pt", tmp_path / "c.pt")
+
+
 def test_audit_dvc_files_compared_by_what_they_track(tmp_path):
     audit = load_audit()
     a, b = tmp_path / "local", tmp_path / "slurm"

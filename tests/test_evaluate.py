@@ -31,7 +31,7 @@ from tmf.evaluate.run import run_job
 from tmf.evaluate.summary import aggregate_table, collect, summary_table
 from tmf.models.decoder import SegmentationModel
 from tmf.models.resnet import resnet18
-from tmf.plan import SEMISUPERVISED_BASELINES, Plan
+from tmf.plan import Plan
 
 S = 32
 # a few clearly coloured classes, so that a few steps learn something
@@ -75,7 +75,7 @@ def tiny_cfg(**over):
            "linear": {"steps": 5, "batch": 4},
            "finetune": {"steps": 4, "batch": 2, "unlabeled_batch": 2, "crop": 32,
                         "decoder_channels": [16, 16, 8, 8, 8]},
-           "semisup": {"kmeans_k": 3}, "knn": {"k": 3}, "logreg": {"max_iter": 200}}
+           "semisup": {"kmeans": {"k": 3}, "mumford_shah": {"k": 3}, "fixmatch": {"mu": 1}}, "knn": {"k": 3}, "logreg": {"max_iter": 200}}
     cfg.update(over)
     return validate({"evaluate": cfg})["evaluate"]
 
@@ -289,13 +289,49 @@ def test_finetune_learns_on_easy_data(tiny, tmp_path):
     assert m["oa"] > 0.5
 
 
-@pytest.mark.parametrize("method", ["berundanet_l1", "berundanet_kmeans", "oracle"])
-def test_semi_supervised_and_oracle_run(tiny, tmp_path, method):
+@pytest.mark.parametrize("method, aux", [("berundanet_l1", "l1"), ("berundanet_l2", "l2"),
+                                         ("berundanet_kmeans", "kmeans"), ("berundanet_mumford_shah", "mumford_shah"),
+                                         ("fixmatch", "fixmatch"), ("oracle", None)])
+def test_semi_supervised_and_oracle_run(tiny, tmp_path, method, aux):
     m, out = _run(tiny, tmp_path, "finetune", method)
     _check_schema(m, out)
-    assert m["n_train"] == (8 * 4 if method == "oracle" else 2 * 4)
-    if method in SEMISUPERVISED_BASELINES:
-        assert m["n_unlabeled"] == 6 * 4 and m["recipe"]["aux"] in ("l1", "kmeans")
+    assert m["n_train"] == (8 * 4 if method == "oracle" else 2 * 4) and m["architecture"] == "unet"
+    assert m["recipe"]["aux"] == aux
+    if aux is not None:
+        semi = tiny_cfg()["semisup"][aux]
+        assert m["n_unlabeled"] == 6 * 4 and m["recipe"]["semisup"] == semi
+        assert m["recipe"]["aux_weight"] == semi["lambda"] and m["train"]["final_unlabeled_loss"] >= 0
+        per_step = semi["mu"] * 2 if aux == "fixmatch" else 2  # tiny_cfg: batch 2, unlabeled_batch 2, mu 1
+        assert m["recipe"]["unlabeled_per_step"] == per_step
+        assert (m["train"]["confident_share"] is not None) == (aux == "fixmatch")
+
+
+def test_fixmatch_threshold_selects_the_pseudo_labelled_pixels(tiny, tmp_path):
+    """ω = 0: every weak-view pixel is pseudo-labelled; ω = 1: none (softmax < 1), so L_u is exactly 0."""
+    none = {"fixmatch": {"mu": 1, "threshold": 1.0}}
+    m, _ = _run(tiny, tmp_path, "finetune", "fixmatch", semisup=none, name="w1")
+    assert m["train"]["confident_share"] == 0.0 and m["train"]["final_unlabeled_loss"] == 0.0
+    assert all(u == 0.0 and share == 0.0 for _, u, share in m["train"]["history_unlabeled"])
+    m, _ = _run(tiny, tmp_path, "finetune", "fixmatch", semisup={"fixmatch": {"mu": 1, "threshold": 0.0}}, name="w0")
+    assert m["train"]["confident_share"] == 1.0 and m["train"]["final_unlabeled_loss"] > 0
+    m2, _ = _run(tiny, tmp_path, "finetune", "fixmatch", semisup={"fixmatch": {"mu": 1, "threshold": 0.0}},
+                 name="w0b")
+    assert m2["confusion"] == m["confusion"]  # deterministic on the CPU, strong views included
+
+
+def test_fixmatch_from_an_encoder_and_segnet_from_scratch(tiny, tmp_path):
+    m, out = _run(tiny, tmp_path, "finetune_fixmatch", "random")
+    _check_schema(m, out)
+    assert m["recipe"]["aux"] == "fixmatch" and m["head"] == "conv" and m["recipe"]["encoder_lr_scale"] == 0.1
+    for method in ("supervised", "berundanet_mumford_shah"):
+        m, out = _run(tiny, tmp_path, "segnet", method, segnet={"channels": [4, 8, 8, 16, 16]})
+        _check_schema(m, out)
+        assert m["architecture"] == "segnet" and m["backbone"] is None
+        assert m["recipe"]["segnet_channels"] == [4, 8, 8, 16, 16] and m["recipe"]["decoder_channels"] is None
+    with pytest.raises(ValueError, match="'fixmatch'"):
+        _run(tiny, tmp_path, "finetune_fixmatch", "supervised")
+    with pytest.raises(ValueError, match="SegNet from scratch"):
+        _run(tiny, tmp_path, "segnet", "random")
 
 
 @pytest.mark.parametrize("protocol", ["linear", "knn", "logreg"])

@@ -11,7 +11,7 @@ import pandas as pd
 from tmf.data.packed import COUNT_COLUMNS, MANIFEST_COLUMNS
 from tmf.data.reader import TILES_COLUMNS
 from tmf.evaluate.summary import aggregate_table, summary_table
-from tmf.report import tables
+from tmf.report import scores, tables
 from tmf.report.items import Context
 
 
@@ -89,12 +89,12 @@ def test_evaluation_tables_show_other_cities_apart(tmp_path):
     city_cols = [c for c in summary.columns if c.startswith(("oa_", "miou_"))]
     assert city_cols == ["oa_Nice", "miou_Nice", "oa_Toulon", "miou_Toulon"]  # MiniFrance's first
     ctx = _agg_ctx(tmp_path, paths)
-    ours, other = tables.per_city_scores(ctx), tables.per_other_city_scores(ctx)
+    ours, other = scores.per_city_scores(ctx), scores.per_other_city_scores(ctx)
     assert [c for c in ours.columns if c.endswith("(%)")] == ["Nice: OA / mIoU (%)"]
     assert [c for c in other.columns if c.endswith("(%)")] == ["Toulon: OA / mIoU (%)"]
     assert (other["test set"] == "held-out tiles of the labeled cities").all()
     only_nice = [_metrics(tmp_path / "n/metrics.json", {"Nice": 0.6})]
-    assert tables.per_other_city_scores(_agg_ctx(tmp_path, only_nice)).to_dict("records") == [
+    assert scores.per_other_city_scores(_agg_ctx(tmp_path, only_nice)).to_dict("records") == [
         {"city": tables.NONE_ROW}]
 
 
@@ -102,20 +102,20 @@ def test_tables_name_the_test_set(tmp_path):
     paths = [_metrics(tmp_path / "a/metrics.json", {"Nice": 0.6, "Toulon": 0.4}),
              _metrics(tmp_path / "b/metrics.json", {}, method="oracle", status="skipped")]
     ctx = _agg_ctx(tmp_path, paths)
-    (row,) = tables.test_sets(ctx).to_dict("records")
+    (row,) = scores.test_sets(ctx).to_dict("records")
     assert row["test set"] == "held-out tiles of the labeled cities" and row["evaluate.test_set"] == "labeled_holdout"
     assert row["chosen by"] == "auto: the test cities have no labels"
     assert row["held out / folds"].startswith("2 held-out tiles in blocks of 5 km")
-    seg = tables.segmentation_vs_published(ctx).set_index("method")
+    seg = scores.segmentation_vs_published(ctx).set_index("method")
     assert "OA, Table 3.1 (%)" not in seg.columns  # held-out tiles: no published counterpart
     assert seg.loc["oracle", "OA (%)"] == "skipped" and "needs labels" in seg.loc["oracle", "note"]
-    runs = tables.evaluation_runs(ctx).set_index("method")
+    runs = scores.evaluation_runs(ctx).set_index("method")
     assert runs.loc["oracle", "status"] == "skipped" and runs.loc["supervised", "test set"].startswith("held-out")
 
 
 def test_test_cities_rows_stand_next_to_table_3_1(tmp_path):
     paths = [_metrics(tmp_path / "a/metrics.json", {"Rennes": 0.6}, test_set="test_cities")]
-    table = tables.segmentation_vs_published(_agg_ctx(tmp_path, paths))
+    table = scores.segmentation_vs_published(_agg_ctx(tmp_path, paths))
     assert {"OA, Table 3.1 (%)", "mIoU, Table 3.1 (%)"} <= set(table.columns)
     assert (table["test set"] == "the test cities").all() and table["OA, Table 3.1 (%)"].iloc[0] is not None
 

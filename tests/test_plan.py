@@ -11,7 +11,17 @@ from conftest import REPO
 
 from tmf import config
 from tmf.config import ParamsError, workflow_config
-from tmf.plan import BASELINES, PROTOCOLS, TRAINED_BASELINES, Plan, fraction_tag, paths, split_protocol
+from tmf.plan import (
+    BASELINES,
+    PROTOCOLS,
+    SEMISUPERVISED_LOSS,
+    TRAINED_BASELINES,
+    Plan,
+    fraction_tag,
+    paths,
+    runs,
+    split_protocol,
+)
 
 EMBEDDED = REPO / "params/default.yaml"
 
@@ -52,6 +62,8 @@ def test_default_plan():
     # exactly what the job depends on: not the job lists, not another method's parameters
     assert "methods" not in job.cfg and "seeds" not in job.cfg and list(job.cfg["method_params"]) == ["ssw"]
     assert job.cfg["crop_size"] == 48  # params/default.yaml
+    # every evaluation job scores the test subset params/default.yaml asks for (25 sub-tiles per city)
+    assert {j.cfg["max_test_per_city"] for j in plan.jobs("evaluate")} == {25}
     assert plan.outputs("pretrain")["encoder"] == "results/pretrain/{method}/seed{seed}/encoder.pt"
 
 
@@ -128,6 +140,54 @@ def test_evaluation_jobs_get_the_test_subset_size():
     plan = plan_of()
     assert {j.cfg["max_test_per_city"] for j in plan.jobs("evaluate")} == {25}
     assert {j.cfg["max_test_per_city"] for j in study().jobs("evaluate")} == {0}
+
+
+SEMI = {"pretrain": {"methods": ["simclr"]},
+        "evaluate": {"protocols": ["finetune", "finetune_fixmatch", "segnet"], "fractions": [0.01, 1.0],
+                     "baseline_fractions": [0.01, 1.0], "seeds": [0],
+                     "baselines": ["random", "supervised", "berundanet_l2", "berundanet_mumford_shah", "fixmatch"]}}
+
+
+def test_semi_supervised_jobs_and_their_params():
+    plan = plan_of(SEMI)
+    pairs = {(j.wildcards["protocol"], j.wildcards["method"]) for j in plan.jobs("evaluate")}
+    scratch = {"supervised", "berundanet_l2", "berundanet_mumford_shah", "fixmatch"}
+    assert pairs == ({("finetune", m) for m in ("simclr", "random", *scratch)}
+                     | {("finetune_fixmatch", m) for m in ("simclr", "random")}  # FixMatch from each encoder
+                     | {("segnet", m) for m in scratch})  # Table 3.1's SegNet column: from scratch only
+    assert len(plan.jobs("evaluate")) == len(pairs) * 2  # same two fractions for every method
+
+    def cfg(protocol, method):
+        return plan.job("evaluate", {"protocol": protocol, "method": method, "fraction": "0.01", "seed": "0"}).cfg
+
+    ev = plan.params["evaluate"]
+    assert cfg("finetune", "berundanet_l2")["semisup"] == {"l2": ev["semisup"]["l2"]}  # its own term only
+    assert cfg("finetune", "fixmatch")["semisup"] == {"fixmatch": ev["semisup"]["fixmatch"]}
+    assert cfg("finetune_fixmatch", "simclr")["semisup"] == {"fixmatch": ev["semisup"]["fixmatch"]}
+    assert "semisup" not in cfg("finetune", "supervised") and "semisup" not in cfg("finetune", "simclr")
+    seg = cfg("segnet", "berundanet_mumford_shah")
+    assert seg["segnet"] == ev["segnet"] and "backbone" not in seg and set(seg["semisup"]) == {"mumford_shah"}
+    assert "segnet" not in cfg("finetune", "supervised")
+    assert set(SEMISUPERVISED_LOSS.values()) == set(config.schema()["properties"]["evaluate"]["properties"]
+                                                    ["semisup"]["properties"])
+    assert [runs(p, "simclr") for p in ("finetune", "finetune_fixmatch", "segnet", "linear")] == [1, 1, 0, 1]
+    assert [runs(p, "fixmatch") for p in ("finetune", "finetune_fixmatch", "segnet", "linear")] == [1, 0, 1, 0]
+
+
+@pytest.mark.parametrize("change, changed", [
+    ({"l2": {"lambda": 2.0}}, {("finetune", "berundanet_l2"), ("segnet", "berundanet_l2")}),
+    ({"fixmatch": {"threshold": 0.9}}, {("finetune", "fixmatch"), ("segnet", "fixmatch"),
+                                        ("finetune_fixmatch", "simclr"), ("finetune_fixmatch", "random")}),
+])
+def test_a_semisup_parameter_changes_only_the_jobs_of_its_term(change, changed):
+    before = plan_of(SEMI)
+    after = plan_of(config.overlay(SEMI, {"evaluate": {"semisup": change}}))
+    differ = {(j.wildcards["protocol"], j.wildcards["method"]) for j in after.jobs("evaluate")
+              if before.job("evaluate", j.wildcards).params != j.params}
+    assert differ == changed
+    seg = plan_of(config.overlay(SEMI, {"evaluate": {"segnet": {"channels": [8, 8, 8, 8, 8]}}}))
+    assert {j.wildcards["protocol"] for j in seg.jobs("evaluate")
+            if before.job("evaluate", j.wildcards).params != j.params} == {"segnet"}
 
 
 def changed_jobs(before: Plan, after: Plan) -> set[str]:
@@ -321,6 +381,7 @@ BAD = [
     ({"evaluate": {"baselines": ["randon"]}}, r"evaluate\.baselines\.0: .*did you mean 'random'"),
     ({"evaluate": {"baselines": ["imagenet"]}}, r"evaluate\.imagenet_weights is empty"),
     ({"evaluate": {"backbone": "resnet34"}}, r"evaluate\.backbone = resnet34 differs from pretrain\.backbone"),
+    ({"evaluate": {"protocols": ["segnet"]}}, r"evaluate\.protocols lists 'segnet', but no method runs under it"),
     ({"subsample": {"size": 600}}, r"subsample\.size = 600 px exceeds .*data\.synthetic\.tile_size = 512"),
     ({"subsample": {"n_subtiles": 20}}, r"subsample\.n_subtiles = 20 is less than the 107 tiles"),
     ({"subsample": {"n_subtiles": 100000}}, r"subsample\.n_subtiles = 100000 asks"),

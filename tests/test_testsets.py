@@ -236,7 +236,7 @@ def test_cross_city_job_pools_both_directions(public, tmp_path):
 
 def test_oracle_on_public_data_is_skipped_and_shown_as_skipped(public, tmp_path):
     from tmf.report.items import Context
-    from tmf.report.tables import segmentation_vs_published
+    from tmf.report.scores import segmentation_vs_published
 
     ok, _ = _job(public, tmp_path, "finetune", "supervised", "sup")
     m, out = _job(public, tmp_path, "finetune", "oracle", "oracle")

@@ -20,7 +20,8 @@ def test_defaults_fill_every_section():
     assert params["subsample"]["n_subtiles"] == 3500  # the thesis' tinyMiniFrance
 
 
-@pytest.mark.parametrize("name", ["default.yaml", "minifrance.yaml", "dfc2022.yaml", "hyperbolic.yaml"])
+@pytest.mark.parametrize("name", ["default.yaml", "minifrance.yaml", "dfc2022.yaml", "hyperbolic.yaml",
+                                  "semisup.yaml"])
 def test_params_files_are_valid(name):
     config.load_params(REPO / "params" / name)
 
@@ -75,7 +76,7 @@ def test_real_study_files_are_the_real_study(name):
 
 def test_overlays_keep_overlaying_the_embedded_default():
     embedded = leaves(config.workflow_config({}, REPO / "params/default.yaml"))
-    for name in ("tests/configs/tiny.yaml", "params/hyperbolic.yaml", "tests/slurm/tiny.yaml"):
+    for name in ("tests/configs/tiny.yaml", "params/hyperbolic.yaml", "params/semisup.yaml", "tests/slurm/tiny.yaml"):
         given = yaml.safe_load((REPO / name).read_text())
         assert "base" not in given, name
         effective = leaves(config.workflow_config(given, REPO / "params/default.yaml"))

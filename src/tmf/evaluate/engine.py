@@ -20,6 +20,7 @@ from torch import nn
 from tmf.data.minifrance import IGNORE_INDEX, SCORED_IDS
 from tmf.data.packed import Packed
 from tmf.device import autocast, memory_format
+from tmf.evaluate.augment import dihedral_crop_index
 from tmf.evaluate.data import targets
 from tmf.evaluate.metrics import scores
 from tmf.models.resnet import build_backbone, normalise_uint8
@@ -74,7 +75,8 @@ class TrainPool:
     """Sub-tiles held as uint8 tensors on the device; ``sample`` cuts an augmented batch.
 
     Augmentation (``augment``): random crop of side ``crop`` (the whole sub-tile if ``crop`` ≥ its side), a random
-    flip and a random multiple of 90° (nadir images have no up, SPEC.md §4 "remote-sensing practice").
+    multiple of 90° and a random left–right flip (nadir images have no up, SPEC.md §4 "remote-sensing practice"):
+    FixMatch's weak augmentation α(·) (seed 004 §3.3.2).
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray | None, device: torch.device, crop: int,
@@ -92,28 +94,22 @@ class TrainPool:
         self.device = device
 
     def sample(self, batch: int, gen: torch.Generator):
-        """``(x_uint8 (B, 3, c, c), y int64 (B, c, c) or None)``; all random draws come from ``gen`` (CPU)."""
-        idx = torch.randint(self.n, (batch,), generator=gen).tolist()
-        span = self.side - self.crop + 1
-        rows = torch.randint(span, (batch,), generator=gen).tolist()
-        cols = torch.randint(span, (batch,), generator=gen).tolist()
-        rots = torch.randint(4, (batch,), generator=gen).tolist() if self.augment else [0] * batch
-        flips = torch.randint(2, (batch,), generator=gen).tolist() if self.augment else [0] * batch
-        xs, ys = [], []
-        c = self.crop
-        for i, r, q, k, f in zip(idx, rows, cols, rots, flips, strict=True):
-            x = self.images[i, r:r + c, q:q + c].permute(2, 0, 1)
-            y = self.targets[i, r:r + c, q:q + c] if self.targets is not None else None
-            if k:
-                x = torch.rot90(x, k, (1, 2))
-                y = torch.rot90(y, k, (0, 1)) if y is not None else None
-            if f:
-                x = x.flip(2)
-                y = y.flip(1) if y is not None else None
-            xs.append(x)
-            ys.append(y)
-        x = torch.stack(xs)
-        y = torch.stack(ys).long() if self.targets is not None else None
+        """``(x_uint8 (B, 3, c, c), y int64 (B, c, c) or None)``; every random draw comes from ``gen`` (on the CPU
+        for CPU training, on the pool's device for CUDA training), and the batch is cut by one gather
+        (:func:`tmf.evaluate.augment.dihedral_crop_index`): no per-sample loop, no host–device synchronisation."""
+        dev, span = gen.device, self.side - self.crop + 1
+        draws = [torch.randint(self.n, (batch,), generator=gen, device=dev),
+                 torch.randint(span, (batch,), generator=gen, device=dev),
+                 torch.randint(span, (batch,), generator=gen, device=dev)]
+        if self.augment:
+            draws += [torch.randint(4, (batch,), generator=gen, device=dev),
+                      torch.randint(2, (batch,), generator=gen, device=dev)]
+        else:
+            draws += [torch.zeros(batch, dtype=torch.long, device=dev)] * 2
+        idx, rows, cols, rots, flips = (d.to(self.device, non_blocking=True) for d in draws)
+        flat = dihedral_crop_index(self.side, self.crop, idx, rows, cols, rots, flips)
+        x = self.images.view(-1, 3)[flat].permute(0, 3, 1, 2)
+        y = self.targets.view(-1)[flat].long() if self.targets is not None else None
         return x, y
 
 

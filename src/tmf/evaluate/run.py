@@ -16,11 +16,14 @@ from tmf.evaluate.figures import predictions_figure
 from tmf.io import write_json
 from tmf.plan import (
     FINETUNE_PROTOCOLS,
+    FIXMATCH_PROTOCOL,
     HEAD_PROTOCOLS,
     PROTOCOLS,
+    SEGNET_PROTOCOL,
     TRAINED_BASELINES,
     fraction_tag,
     is_ssl,
+    runs,
     split_protocol,
 )
 
@@ -36,9 +39,14 @@ MEASURED_TRAIN = ("final_loss", "images_per_s", "seconds")
 def _check_job(protocol: str, method: str, fraction: float, seed: int, encoder: str | None) -> None:
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {list(PROTOCOLS)}")
-    if method in TRAINED_BASELINES and protocol not in FINETUNE_PROTOCOLS:
-        raise ValueError(f"method {method!r} is a network trained end to end: it runs only the fine-tuning "
-                         f"protocols {list(FINETUNE_PROTOCOLS)}, not {protocol!r}")
+    if not runs(protocol, method):
+        if method in TRAINED_BASELINES:
+            usable = [p for p in FINETUNE_PROTOCOLS if runs(p, method)]
+            hint = " (FixMatch from scratch is the method 'fixmatch')" if protocol == FIXMATCH_PROTOCOL else ""
+            raise ValueError(f"method {method!r} is a network trained end to end: it runs only the fine-tuning "
+                             f"protocols {usable}, not {protocol!r}{hint}")
+        raise ValueError(f"protocol {SEGNET_PROTOCOL!r} trains a SegNet from scratch: it runs the methods "
+                         f"{list(TRAINED_BASELINES)}, not the encoder {method!r}")
     if not 0 < fraction <= 1:
         raise ValueError(f"--fraction must lie in (0, 1], got {fraction}")
     if seed < 0:
@@ -84,7 +92,8 @@ def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: st
     configure(dev, threads)
     data = open_packed(manifest, packed)
     identity = {"schema_version": METRICS_SCHEMA_VERSION, "protocol": name, "method": method, "fraction": fraction,
-                "seed": seed, "head_dim": head_dim, "encoder": encoder or "none", "backbone": cfg["backbone"]}
+                "seed": seed, "head_dim": head_dim, "encoder": encoder or "none",
+                "backbone": None if protocol == SEGNET_PROTOCOL else cfg["backbone"]}
     title = f"{name} / {method} / {fraction_tag(fraction)} / seed {seed}"
     out = Path(out)
     test_set, why = testsets.resolve(data.manifest, cfg["test_set"])
@@ -104,9 +113,10 @@ def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: st
     folds = []
     for fold in ts.folds:
         seed_everything(seed)  # every fold starts from the same initialisation
-        backbone = load_encoder(cfg["backbone"], encoder)
+        backbone = None if protocol == SEGNET_PROTOCOL else load_encoder(cfg["backbone"], encoder)
         if protocol in FINETUNE_PROTOCOLS:
-            res = run_finetune(data, backbone, method, fraction, seed, cfg, dev, fold, head=HEAD_OF_PROTOCOL[protocol])
+            res = run_finetune(data, backbone, method, fraction, seed, cfg, dev, fold, head=HEAD_OF_PROTOCOL[protocol],
+                               protocol=protocol)
         elif protocol == "linear":
             res = run_linear(data, backbone, fraction, seed, cfg, dev, fold)
         else:

@@ -21,8 +21,9 @@ GROUP_KEYS = ["protocol", "method", "test_set", "fraction"]  # one row of summar
 
 def summary_table(paths: list[str | Path]):
     """One tidy row per run: identity (with the ``test_set`` that produced its scores), ``status`` (ok | skipped)
-    and ``reason``, n_train, oa, miou, kappa, hierarchical_cost, level, ``iou_<id>`` per class, ``oa_<city>`` /
-    ``miou_<city>`` per scored city (MiniFrance's in Table 2.4 order, then any other city), seconds, path."""
+    and ``reason``, n_train, oa, miou, kappa, hierarchical_cost, level, architecture (``unet`` / ``segnet`` for the
+    fine-tuning protocols, empty for the probes), ``iou_<id>`` per class, ``oa_<city>`` / ``miou_<city>`` per
+    scored city (MiniFrance's in Table 2.4 order, then any other city), seconds, path."""
     import pandas as pd
 
     from tmf.data.minifrance import SCORED_IDS, city_rank
@@ -43,6 +44,7 @@ def summary_table(paths: list[str | Path]):
         row["status"] = m.get("status", "ok")
         row["reason"] = m.get("reason", "")
         row["level"] = m.get("level", "")
+        row["architecture"] = m.get("architecture") or ""  # unet | segnet for the fine-tuning protocols
         for cid in SCORED_IDS:
             row[f"iou_{cid}"] = m.get("per_class_iou", {}).get(str(cid))
         for city, s in m.get("per_city", {}).items():
@@ -76,6 +78,7 @@ def aggregate_table(summary):
     agg.columns = [f"{c}_{s}" for c, s in agg.columns]
     agg.insert(0, "n_seeds", g.size())
     agg.insert(1, "n_train", g["n_train"].first())
+    agg.insert(2, "architecture", g["architecture"].first())
     agg = agg.reset_index()
     agg.insert(len(GROUP_KEYS), "status", "ok")
     agg.insert(len(GROUP_KEYS) + 1, "reason", "")

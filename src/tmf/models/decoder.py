@@ -79,19 +79,25 @@ HeadSpec = nn.Module | Callable[[int], nn.Module] | None
 class SegmentationModel(nn.Module):
     """Encoder (a ``tmf.models.resnet.ResNet``) + U-Net decoder + a segmentation head [+ an auxiliary head].
 
+    ``decoder`` replaces the U-Net by any module called as ``decoder(backbone.feature_maps(x), (H, W))`` with an
+    ``out_channels`` attribute (``tmf.models.segnet``: a SegNet encoder and decoder).
+
     ``forward(x)`` returns logits ``(N, n_classes, H, W)`` at the input's resolution (H, W multiples of 32 are
     fastest; others work, the decoder's last step resizes to the input). ``forward(x, aux=True)`` returns
     ``(logits, aux)``; ``auxiliary(x)`` the auxiliary output alone (BerundaNet's unlabeled batches).
     """
 
     def __init__(self, backbone: nn.Module, n_classes: int = 14, head: HeadSpec = None,
-                 decoder_channels: Sequence[int] = (256, 128, 64, 32, 16), aux_channels: int = 0):
+                 decoder_channels: Sequence[int] = (256, 128, 64, 32, 16), aux_channels: int = 0,
+                 decoder: nn.Module | None = None):
         super().__init__()
-        if not hasattr(backbone, "feature_maps") or not hasattr(backbone, "stage_channels"):
-            raise ValueError("SegmentationModel: the backbone must be a ResNet (feature_maps at strides 4..32); "
-                             f"got {type(backbone).__name__}")
+        if decoder is None:
+            if not hasattr(backbone, "feature_maps") or not hasattr(backbone, "stage_channels"):
+                raise ValueError("SegmentationModel: the backbone must be a ResNet (feature_maps at strides 4..32); "
+                                 f"got {type(backbone).__name__}")
+            decoder = UNetDecoder(backbone.stage_channels, decoder_channels)
         self.backbone = backbone
-        self.decoder = UNetDecoder(backbone.stage_channels, decoder_channels)
+        self.decoder = decoder
         c = self.decoder.out_channels
         if head is None:
             head = nn.Conv2d(c, n_classes, 1)

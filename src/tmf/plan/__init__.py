@@ -10,17 +10,24 @@ from tmf.plan.names import (
     BASELINES,
     ENCODER_BASELINES,
     FINETUNE_PROTOCOLS,
+    FIXMATCH_PROTOCOL,
     HEAD_PROTOCOLS,
     PROBE_PROTOCOLS,
     PROTOCOLS,
+    SEGNET_PROTOCOL,
     SEMISUPERVISED_BASELINES,
+    SEMISUPERVISED_LOSS,
     TRAINED_BASELINES,
+    architecture,
     fraction_tag,
     head_protocol,
     is_ssl,
+    runs,
+    semisup_term,
     split_protocol,
 )
 
-__all__ = ["BASELINES", "ENCODER_BASELINES", "FINETUNE_PROTOCOLS", "HEAD_PROTOCOLS", "PROBE_PROTOCOLS", "PROTOCOLS",
-           "SEMISUPERVISED_BASELINES", "TRAINED_BASELINES", "Job", "Plan", "as_json", "fraction_tag",
-           "head_protocol", "is_ssl", "split_protocol"]
+__all__ = ["BASELINES", "ENCODER_BASELINES", "FINETUNE_PROTOCOLS", "FIXMATCH_PROTOCOL", "HEAD_PROTOCOLS",
+           "PROBE_PROTOCOLS", "PROTOCOLS", "SEGNET_PROTOCOL", "SEMISUPERVISED_BASELINES", "SEMISUPERVISED_LOSS",
+           "TRAINED_BASELINES", "Job", "Plan", "architecture", "as_json", "fraction_tag", "head_protocol", "is_ssl",
+           "runs", "semisup_term", "split_protocol"]

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from tmf.config import ParamsError, check_name, method_names, schema
-from tmf.plan.names import FIXED_ENCODER_KINDS, SSL_ENCODER, ssl_encoder_method
+from tmf.plan.names import (
+    FIXED_ENCODER_KINDS,
+    SEGNET_PROTOCOL,
+    SSL_ENCODER,
+    TRAINED_BASELINES,
+    runs,
+    ssl_encoder_method,
+)
 
 RESNET_STAGES = 4  # appearance.feature_layer stage<k>: a ResNet has 4 stages, VGG-16 5
 
@@ -123,6 +130,10 @@ def _check_evaluate(params: dict[str, Any]) -> None:
     if pre["backbone"] != ev["backbone"]:
         raise ParamsError(f"evaluate.backbone = {ev['backbone']} differs from pretrain.backbone = "
                           f"{pre['backbone']}: the pretrained encoders of pretrain.methods are evaluated")
+    if SEGNET_PROTOCOL in ev["protocols"] and not any(runs(SEGNET_PROTOCOL, m) for m in ev["baselines"]):
+        raise ParamsError(f"evaluate.protocols lists {SEGNET_PROTOCOL!r}, but no method runs under it: it trains "
+                          f"the networks of evaluate.baselines trained from scratch ({', '.join(TRAINED_BASELINES)})"
+                          f", and evaluate.baselines is {ev['baselines']}")
     ft = ev["finetune"]
     if ft["steps"] == 0 and ft["max_steps"] < ft["min_steps"]:
         raise ParamsError(f"evaluate.finetune.max_steps = {ft['max_steps']} is below min_steps = {ft['min_steps']} "

@@ -5,9 +5,9 @@ An :class:`Item` is one file of ``reports/<part>/``, shown in the ``<part>`` not
 in ``snakemake --report`` under its category, with the caption ``workflow/report/<part>_<name>.rst``:
 
 - ``figure`` (a PNG) and ``table`` (an HTML table) items are drawn by ``tmf report-items`` (rule
-  ``report_items_<part>``) with the function of their name in :mod:`tmf.report.figures` or :mod:`tmf.report.tables`,
-  which takes a :class:`tmf.report.items.Context` (the part's input files, the figure resolution, the data source) and the item's
-  keys;
+  ``report_items_<part>``) with the function of their name in :mod:`tmf.report.figures`, :mod:`tmf.report.scores`
+  (the evaluation notebook's tables) or :mod:`tmf.report.tables`, which takes a :class:`tmf.report.items.Context`
+  (the part's input files, the figure resolution, the data source) and the item's keys;
 - ``output`` items are files another stage writes (the appearance figures, the predicted maps); the notebook shows
   them the same way.
 
@@ -73,7 +73,9 @@ ITEMS: tuple[Item, ...] = (
     # ---- evaluation
     Item("evaluation", "test_sets", "table", "What the scores are on: the test set", "Evaluation"),
     Item("evaluation", "segmentation_vs_published", "table",
-         "Segmentation vs Table 3.1 (Castillo-Navarro 2022)", "Ours vs published", on_index=True),
+         "Segmentation, next to Table 3.1 (Castillo-Navarro 2022) where comparable", "Ours vs published", on_index=True),
+    Item("evaluation", "semisupervised_comparison", "table",
+         "Is semi-supervision worth it? U-Net runs vs Tables 3.1 and 3.3 (Castillo-Navarro 2022)", "Evaluation"),
     Item("evaluation", "scores_vs_fraction", "figure", "Scores against the label fraction", "Evaluation"),
     Item("evaluation", "per_class_iou", "table", "Per-class IoU", "Evaluation", "Per-class IoU"),
     Item("evaluation", "per_class_iou_bars", "figure", "Per-class IoU at the largest label fraction", "Evaluation",

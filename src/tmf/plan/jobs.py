@@ -22,11 +22,13 @@ from tmf.plan.names import (
     HEAD_PROTOCOLS,
     HOLDOUT_TEST_SETS,
     SCENE_PROTOCOLS,
-    SEMISUPERVISED_BASELINES,
+    SEGNET_PROTOCOL,
     TRAINED_BASELINES,
     fraction_tag,
     head_protocol,
     is_ssl,
+    runs,
+    semisup_term,
     split_protocol,
     ssl_encoder_method,
 )
@@ -227,8 +229,12 @@ class Plan:
             cfg["imagenet_weights"] = ev["imagenet_weights"]
         if protocol in FINETUNE_PROTOCOLS:
             cfg["finetune"] = ev["finetune"]
-            if method in SEMISUPERVISED_BASELINES:
-                cfg["semisup"] = ev["semisup"]
+            term = semisup_term(protocol, method)
+            if term is not None:  # only the job's own unlabeled term
+                cfg["semisup"] = {term: ev["semisup"][term]}
+            if protocol == SEGNET_PROTOCOL:  # no ResNet: the SegNet's widths instead of the backbone
+                del cfg["backbone"]
+                cfg["segnet"] = ev["segnet"]
             if protocol in HEAD_PROTOCOLS:
                 cfg["hyperbolic"] = {k: v for k, v in ev["hyperbolic"].items() if k != "dims"}
         else:
@@ -246,9 +252,9 @@ class Plan:
         for protocol in protocols:
             base, _ = split_protocol(protocol)
             for method in methods:
+                if not runs(base, method):
+                    continue
                 if method in TRAINED_BASELINES:
-                    if base not in FINETUNE_PROTOCOLS:
-                        continue
                     fractions = ev["baseline_fractions"]
                 else:
                     fractions = ev["fractions"] if base in FINETUNE_PROTOCOLS else ev["probe_fractions"]

@@ -1,12 +1,15 @@
 """The names jobs are made of: protocols, baselines and appearance encoders, and which is which.
 
-Evaluated methods are the self-supervised encoders of ``pretrain.methods`` plus ``evaluate.baselines``:
+Evaluated methods are the self-supervised encoders of ``pretrain.methods`` plus ``evaluate.baselines``
+(which protocol runs which method: :func:`runs`):
 
-- SSL encoders, ``random`` and ``imagenet`` are encoders: every protocol, at ``evaluate.fractions`` for the
-  fine-tuning protocols and ``evaluate.probe_fractions`` for the frozen probes;
-- ``supervised``, ``oracle``, ``berundanet_l1``, ``berundanet_kmeans`` are networks trained from scratch
-  (:data:`TRAINED_BASELINES`): the fine-tuning protocols only, at ``evaluate.baseline_fractions`` (seed 004
-  Table 3.1 uses all labels).
+- SSL encoders, ``random`` and ``imagenet`` are encoders: every protocol but ``segnet``, at ``evaluate.fractions``
+  for the fine-tuning protocols and ``evaluate.probe_fractions`` for the frozen probes; ``finetune_fixmatch``
+  fine-tunes them with FixMatch's unlabeled term (seed 004 §3.3.2);
+- ``supervised``, ``oracle``, ``berundanet_{l1,l2,kmeans,mumford_shah}`` and ``fixmatch`` are networks trained from
+  scratch (:data:`TRAINED_BASELINES`): the fine-tuning protocols only (not ``finetune_fixmatch``), at
+  ``evaluate.baseline_fractions`` (seed 004 Table 3.1 uses all labels); ``segnet`` trains them as a SegNet
+  instead of the U-Net (Table 3.1's two columns).
 
 A job scores its test set (``evaluate.test_set``: :data:`TEST_SETS`, or ``auto``, which picks ``test_cities``
 or ``labeled_holdout`` from the data when the job runs).
@@ -17,15 +20,45 @@ Appearance encoders are ``random-<arch>``, ``imagenet-<arch>`` (arch: a key of `
 
 from __future__ import annotations
 
-PROTOCOLS = ("linear", "finetune", "finetune_horospherical", "finetune_euclidean", "knn", "logreg")
-FINETUNE_PROTOCOLS = ("finetune", "finetune_horospherical", "finetune_euclidean")
+PROTOCOLS = ("linear", "finetune", "finetune_horospherical", "finetune_euclidean", "finetune_fixmatch", "segnet",
+             "knn", "logreg")
+FINETUNE_PROTOCOLS = ("finetune", "finetune_horospherical", "finetune_euclidean", "finetune_fixmatch", "segnet")
 PROBE_PROTOCOLS = ("linear", "knn", "logreg")
 SCENE_PROTOCOLS = ("knn", "logreg")  # one label per sub-tile (its dominant class): no pixel confusion matrix
 HEAD_PROTOCOLS = ("finetune_horospherical", "finetune_euclidean")  # one job per evaluate.hyperbolic.dims
-ENCODER_BASELINES = ("random", "imagenet")  # encoders: every protocol
-TRAINED_BASELINES = ("supervised", "oracle", "berundanet_l1", "berundanet_kmeans")  # from scratch, fine-tuning only
+FIXMATCH_PROTOCOL = "finetune_fixmatch"  # an encoder fine-tuned with FixMatch's L_u: encoders only
+SEGNET_PROTOCOL = "segnet"  # a SegNet instead of the U-Net: networks trained from scratch only
+ENCODER_BASELINES = ("random", "imagenet")  # encoders: every protocol but segnet
+TRAINED_BASELINES = ("supervised", "oracle", "berundanet_l1", "berundanet_l2", "berundanet_kmeans",
+                     "berundanet_mumford_shah", "fixmatch")  # from scratch, fine-tuning protocols only
 BASELINES = ENCODER_BASELINES + TRAINED_BASELINES
-SEMISUPERVISED_BASELINES = ("berundanet_l1", "berundanet_kmeans")  # also read evaluate.semisup
+# The trained baselines with a term on unlabeled data, and the evaluate.semisup section of that term.
+SEMISUPERVISED_LOSS = {"berundanet_l1": "l1", "berundanet_l2": "l2", "berundanet_kmeans": "kmeans",
+                       "berundanet_mumford_shah": "mumford_shah", "fixmatch": "fixmatch"}
+SEMISUPERVISED_BASELINES = tuple(SEMISUPERVISED_LOSS)
+
+
+def semisup_term(protocol: str, method: str) -> str | None:
+    """The unlabeled-data term a job trains with (a key of ``evaluate.semisup``), or ``None``."""
+    return "fixmatch" if protocol == FIXMATCH_PROTOCOL else SEMISUPERVISED_LOSS.get(method)
+
+
+def architecture(protocol: str) -> str:
+    """The network a fine-tuning protocol trains: ``segnet`` or ``unet`` (seed 004 Table 3.1's two columns)."""
+    return "segnet" if protocol == SEGNET_PROTOCOL else "unet"
+
+
+def runs(protocol: str, method: str) -> bool:
+    """Whether ``method`` is evaluated under ``protocol`` (``protocol`` without a head dimension).
+
+    Encoders (SSL methods, random, imagenet): every protocol but ``segnet``, which has no ResNet encoder to start
+    from. Networks trained from scratch: the fine-tuning protocols but ``finetune_fixmatch``, whose from-scratch
+    counterpart is the ``fixmatch`` baseline.
+    """
+    if method in TRAINED_BASELINES:
+        return protocol in FINETUNE_PROTOCOLS and protocol != FIXMATCH_PROTOCOL
+    return protocol != SEGNET_PROTOCOL
+
 
 # evaluate.test_set (tmf.evaluate.testsets): what a job scores; `auto` picks test_cities or labeled_holdout per data
 TEST_SETS = ("test_cities", "labeled_holdout", "cross_city")

@@ -16,13 +16,15 @@ log = logging.getLogger(__name__)
 
 
 def draw(name: str, ctx: Context, keys: dict[str, Any]):
-    """The figure or the table of item ``name``: its function in figures.py or tables.py."""
-    from tmf.report import figures, tables
+    """The figure or the table of item ``name``: its function in figures.py, or in scores.py (the evaluation
+    notebook's tables) or tables.py (the others)."""
+    from tmf.report import figures, scores, tables
 
     spec = item(name)
     if spec.kind == "output":
         raise ValueError(f"report item {name!r} is written by another stage, not drawn by tmf report-items")
-    return getattr(figures if spec.kind == "figure" else tables, name)(ctx, **keys)
+    module = figures if spec.kind == "figure" else scores if spec.part == "evaluation" else tables
+    return getattr(module, name)(ctx, **keys)
 
 
 def write_item(name: str, ctx: Context, keys: dict[str, Any], out: str | Path) -> Path:

@@ -75,6 +75,7 @@ def _index(args) -> int:
 
     from tmf.report.findings import coverage_frame, findings
     from tmf.report.index import write_index
+    from tmf.report.scores import segmentation_heading
     from tmf.report.tables import reference
 
     summaries = {}
@@ -83,5 +84,7 @@ def _index(args) -> int:
         summaries[s.get("encoder", Path(path).parent.name)] = s
     agg = pd.read_csv(args.evaluation) if args.evaluation else None
     found = findings(agg, coverage_frame(summaries), reference()["appearance_coverage"])
-    write_index(args.out, [tuple(p) for p in args.page], [tuple(t) for t in args.table], args.source, found)
+    headings = {"segmentation_vs_published": segmentation_heading(agg["test_set"] if agg is not None else [])}
+    write_index(args.out, [tuple(p) for p in args.page], [tuple(t) for t in args.table], args.source, found,
+                headings)
     return 0

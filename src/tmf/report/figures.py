@@ -150,13 +150,13 @@ def _aggregate(ctx: Context) -> pd.DataFrame:
 
 def _pixel(agg: pd.DataFrame) -> pd.DataFrame:
     """The pixel-level runs that ran (a skipped method, e.g. the oracle without its labels, has no scores)."""
-    from tmf.report.tables import _pixel_protocols
+    from tmf.report.scores import _pixel_protocols
 
     return agg[agg["protocol"].isin(_pixel_protocols(agg)) & (agg["status"] == "ok")]
 
 
 def _test_set_words(agg: pd.DataFrame) -> str:
-    from tmf.report.tables import test_set_label
+    from tmf.report.scores import test_set_label
 
     return ", ".join(test_set_label(t) for t in dict.fromkeys(agg["test_set"])) or "the test set"
 

@@ -24,9 +24,11 @@ li{margin:0.35em 0}.findings li{margin:0.5em 0;line-height:1.4}
 
 
 def write_index(out: str | Path, pages: list[tuple[str, str, str, str]], tables: list[tuple[str, str]],
-                source: str, findings: list[Finding]) -> None:
+                source: str, findings: list[Finding], headings: dict[str, str] | None = None) -> None:
     """``pages``: (part, title, html path, one-line description) per notebook; ``tables``: (item name, its
-    file) of the tables shown here; ``findings``: the sentences of "What this run found"."""
+    file) of the tables shown here; ``findings``: the sentences of "What this run found"; ``headings``: a
+    heading for a table that says more of this run than its item's title (which then links to the notebook)."""
+    headings = headings or {}
     out = Path(out)
     href = {part: os.path.relpath(path, out.parent) for part, _, path, _ in pages}
 
@@ -38,8 +40,10 @@ def write_index(out: str | Path, pages: list[tuple[str, str, str, str]], tables:
         "<li>Nothing to report: this run has no evaluation or appearance results.</li>")
     links = "\n".join(f'<li><a href="{escape(href[part])}">{escape(title)}</a> — {escape(desc)}</li>'
                       for part, title, _, desc in pages)
-    body = "\n".join(f'<h3 id="{escape(anchor(name))}">{link(name)}</h3>\n{table_fragment(path)}'
-                     for name, path in tables)
+    body = "\n".join(
+        f'<h3 id="{escape(anchor(name))}">'
+        + (f"{escape(headings[name])} <small>({link(name)})</small>" if name in headings else link(name))
+        + f"</h3>\n{table_fragment(path)}" for name, path in tables)
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>tmf report</title><style>{STYLE}{TABLE_STYLE}</style></head>

@@ -4,6 +4,7 @@ as "—"). ``tmf report-items`` writes each as an HTML table captioned with the 
 
 The published numbers are the package's copy of the source documents' tables
 (``tmf/reference/seed_tables.yaml``); a published column appears only where a row of this run is comparable.
+The data, appearance and pretraining tables are here, the evaluation notebook's in :mod:`tmf.report.scores`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import pandas as pd
 import yaml
 from markupsafe import escape
 
-from tmf.data.minifrance import CITIES, CLASSES, SCORED_IDS
-from tmf.report.html import Html, class_name, fraction, number, pct
+from tmf.data.minifrance import CITIES, CLASSES
+from tmf.report.html import Html, class_name, number
 from tmf.report.items import Context
 
 SOURCE_LABELS = {
@@ -28,10 +29,7 @@ SOURCE_LABELS = {
 }
 PAIRS = {"labeled_vs_test": "Labeled → Test", "unlabeled_vs_test": "Unlabeled → Test"}
 SCORES = {"iou": "IoU", "iot": "IoT"}
-# Our evaluation methods ↔ the rows of Table 3.1 of Castillo-Navarro 2022 (U-Net column; our decoder is a U-Net),
-# which trains with every label of the labeled cities.
-TABLE_3_1_ROWS = {"oracle": "oracle", "supervised": "supervised", "berundanet_l1": "berundanet_late_l1",
-                  "berundanet_kmeans": "berundanet_late_kmeans"}
+
 
 
 @cache
@@ -181,142 +179,6 @@ def pretraining_runs(ctx: Context) -> pd.DataFrame:
 
 def _round(value, digits):
     return None if value is None else round(float(value), digits)
-
-
-# ---- evaluation
-def _aggregate(ctx: Context) -> pd.DataFrame:
-    return pd.read_csv(ctx.inputs["aggregate"], dtype={"reason": str}).fillna({"reason": ""})
-
-
-# evaluate.test_set (tmf.plan.names.TEST_SETS) as the tables and headings name it
-TEST_SET_LABELS = {
-    "test_cities": "the test cities",
-    "labeled_holdout": "held-out tiles of the labeled cities",
-    "cross_city": "each labeled city, trained on the other(s)",
-}
-
-
-def test_set_label(test_set: str) -> str:
-    return TEST_SET_LABELS.get(test_set, test_set)
-
-
-def test_sets(ctx: Context) -> pd.DataFrame:
-    """What each test set of the run scores (``evaluate.test_set``; tmf.evaluate.testsets): how ``auto`` chose it,
-    the scored cities, the held-out tiles or the folds (from the first run of each that ran)."""
-    seen: dict[str, dict] = {}
-    for p in ctx.inputs["runs"]:
-        m = json.loads(Path(p).read_text())
-        if m.get("status", "ok") == "ok":
-            seen.setdefault(m["test_set"], m["test_set_info"])
-    rows = []
-    for name, info in seen.items():
-        detail = ""
-        if name == "labeled_holdout":
-            h = info["holdout"]
-            detail = (f"{len(info['held_out_tiles'])} held-out tiles in blocks of {h['block_km']:g} km (fraction "
-                      f"{h['fraction']:g}, seed {h['seed']}), in no label pool")
-        elif len(info["folds"]) > 1:
-            detail = "folds: " + "; ".join(f["name"] for f in info["folds"])
-        rows.append({"test set": test_set_label(name), "evaluate.test_set": name,
-                     "chosen by": f"auto: {info['why']}" if info.get("requested") == "auto" else "the configuration",
-                     "scored cities": ", ".join(short_city(c) for c in info["scored_cities"]), "held out / folds":
-                     detail or None})
-    return pd.DataFrame(rows) if rows else pd.DataFrame([{"test set": "no evaluation run was scored"}])
-
-
-def segmentation_vs_published(ctx: Context) -> pd.DataFrame:
-    """OA / mIoU / κ on the run's test set (%, mean ± std over seeds) of every pixel-level run; Table 3.1's U-Net
-    column where a row is comparable: a baseline of Table 3.1 trained with every label and scored, as Table 3.1 is,
-    on the test cities (held-out tiles or another labeled city are no counterpart). A skipped method (the oracle
-    without its labels) is a row that says why."""
-    agg = _aggregate(ctx)
-    agg = agg[agg["protocol"].isin(_pixel_protocols(agg))]
-    ref = reference()["semisupervised_tinyminifrance"]["unet"]
-    published = [ref.get(TABLE_3_1_ROWS.get(m, "")) if f == 1.0 and t == "test_cities" else None
-                 for m, f, t in zip(agg["method"], agg["fraction"], agg["test_set"], strict=True)]
-    skipped = (agg["status"] == "skipped").to_numpy()
-
-    def scores(key):
-        return ["skipped" if sk else pct(m, s)
-                for sk, m, s in zip(skipped, agg[f"{key}_mean"], agg[f"{key}_std"], strict=True)]
-
-    df = pd.DataFrame({
-        "protocol": agg["protocol"], "method": agg["method"], "test set": agg["test_set"].map(test_set_label),
-        "label fraction": agg["fraction"].map(fraction), "seeds": agg["n_seeds"].astype(int),
-        "OA (%)": scores("oa"), "mIoU (%)": scores("miou"), "κ (%)": scores("kappa"),
-    })
-    if any(p is not None for p in published):
-        df["OA, Table 3.1 (%)"] = [p[0] if p else None for p in published]
-        df["mIoU, Table 3.1 (%)"] = [p[1] if p else None for p in published]
-    if skipped.any():
-        df["note"] = [r or None for r in agg["reason"]]
-    return df.reset_index(drop=True)
-
-
-def _pixel_protocols(agg: pd.DataFrame) -> list[str]:
-    from tmf.plan.names import SCENE_PROTOCOLS, split_protocol
-
-    return [p for p in dict.fromkeys(agg["protocol"]) if split_protocol(p)[0] not in SCENE_PROTOCOLS]
-
-
-def per_class_iou(ctx: Context) -> pd.DataFrame:
-    """Test IoU of every scored class (%, mean ± std over seeds) per protocol × method × label fraction."""
-    agg = _aggregate(ctx)
-    agg = agg[agg["protocol"].isin(_pixel_protocols(agg)) & (agg["status"] == "ok")]
-    ids = [i for i in SCORED_IDS if f"iou_{i}_mean" in agg.columns and agg[f"iou_{i}_mean"].notna().any()]
-    df = pd.DataFrame({"protocol": agg["protocol"], "method": agg["method"],
-                       "label fraction": agg["fraction"].map(fraction)})
-    for i in ids:
-        df[class_name(i, short=True)] = [pct(m, s) for m, s in zip(agg[f"iou_{i}_mean"], agg[f"iou_{i}_std"],
-                                                                    strict=True)]
-    return df.reset_index(drop=True)
-
-
-def _per_city(ctx: Context, minifrance: bool) -> pd.DataFrame:
-    """OA / mIoU of each scored city (%, mean over seeds) per protocol × method × label fraction: MiniFrance's
-    cities (Table 2.4 order), or every other city folder."""
-    from tmf.data.minifrance import CITY_BY_NAME, city_rank
-
-    agg = _aggregate(ctx)
-    agg = agg[agg["protocol"].isin(_pixel_protocols(agg)) & (agg["status"] == "ok")]
-    scored = {c[len("oa_"):-len("_mean")] for c in agg.columns
-              if c.startswith("oa_") and c.endswith("_mean") and c != "oa_mean"}
-    cities = sorted((c for c in scored if (c in CITY_BY_NAME) == minifrance), key=city_rank)
-    if not cities:
-        return pd.DataFrame([{"city": NONE_ROW}])
-    df = pd.DataFrame({"protocol": agg["protocol"], "method": agg["method"],
-                       "test set": agg["test_set"].map(test_set_label),
-                       "label fraction": agg["fraction"].map(fraction)})
-    for c in cities:
-        if agg[f"oa_{c}_mean"].notna().any():
-            df[f"{short_city(c)}: OA / mIoU (%)"] = [
-                None if pd.isna(o) else f"{pct(o)} / {pct(u)}"
-                for o, u in zip(agg[f"oa_{c}_mean"], agg[f"miou_{c}_mean"], strict=True)]
-    return df.reset_index(drop=True)
-
-
-def per_city_scores(ctx: Context) -> pd.DataFrame:
-    """OA / mIoU of each scored MiniFrance city (%, mean over seeds), per protocol × method × label fraction."""
-    return _per_city(ctx, minifrance=True)
-
-
-def per_other_city_scores(ctx: Context) -> pd.DataFrame:
-    """The same for the scored cities that are not one of MiniFrance's 16, apart."""
-    return _per_city(ctx, minifrance=False)
-
-
-def evaluation_runs(ctx: Context) -> pd.DataFrame:
-    """Every evaluation run (one seed each): training size, OA, mIoU, κ (%), hierarchical cost, its MLflow run."""
-    runs = pd.read_csv(ctx.inputs["summary"])
-    df = pd.DataFrame({
-        "protocol": runs["protocol"], "method": runs["method"], "test set": runs["test_set"].map(test_set_label),
-        "label fraction": runs["fraction"].map(fraction), "seed": runs["seed"],
-        "status": runs["status"], "training sub-tiles": runs["n_train"],
-        "OA (%)": runs["oa"].map(pct), "mIoU (%)": runs["miou"].map(pct), "κ (%)": runs["kappa"].map(pct),
-        "hierarchical cost": runs["hierarchical_cost"].map(lambda v: number(v)),
-    })
-    df["MLflow run"] = [Html(x) for x in mlflow_links("evaluate", runs)]
-    return df
 
 
 def mlflow_links(command: str, frame: pd.DataFrame) -> list[str]:
