@@ -12,7 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src" / "tmf"
-LAYERS = ("base", "data", "models", "stage", "evaluation", "report")  # lowest first
+LAYERS = ("base", "data", "models", "stage", "evaluation", "maps", "report")  # lowest first
 ENTRY_EXTRA = ("tmf.cli", "tmf.tracking", "tmf.versioning")  # what cli modules may import besides their package's
 
 

@@ -49,8 +49,9 @@ def test_default_plan():
         "class_representativeness": 1, "pretrain": 2,
         # (simclr, ssw, random) x (finetune at 2 fractions + linear at 1) x 3 seeds + supervised at 1.0 x 3 seeds
         "evaluate": 30,
-        "collect_evaluation": 1, "report_data": 1, "report_pretraining": 1, "report_appearance": 1,
-        "report_evaluation": 1, "report_items_data": 1, "report_items_pretraining": 1,
+        "evaluate_model": 1,  # one of them (predict.*) also saves its model
+        "collect_evaluation": 1, "predict": 1, "map_previews": 1, "report_data": 1, "report_pretraining": 1,
+        "report_appearance": 1, "report_evaluation": 1, "report_items_data": 1, "report_items_pretraining": 1,
         "report_items_appearance": 1, "report_items_evaluation": 1, "report_index": 1, "dvc_track": 1}
     assert plan.targets == ["reports/index.html", "data.dvc"]
     job = plan.job("pretrain", {"method": "ssw", "seed": "0"})
@@ -92,7 +93,8 @@ def test_one_rule_for_the_encoder_a_seed_reads():
     """Evaluation seed i reads pretrain.seeds[i mod n]; the appearance analysis of ssl-<m> reads seed index 0."""
     plan = plan_of({"pretrain": {"methods": ["simclr"], "seeds": [3, 5]},
                     "appearance": {"encoders": ["ssl-simclr"]},
-                    "evaluate": {"protocols": ["knn"], "seeds": [0, 1, 2], "baselines": []}})
+                    "evaluate": {"protocols": ["knn"], "seeds": [0, 1, 2], "baselines": []},
+                    "predict": {"enabled": False}})  # knn makes no maps
     read = [plan.job("evaluate", {"protocol": "knn", "method": "simclr", "fraction": "1", "seed": s}).input["encoder"]
             for s in ("0", "1", "2")]
     assert read == [f"results/pretrain/simclr/seed{s}/encoder.pt" for s in (3, 5, 3)]
@@ -143,7 +145,7 @@ def test_evaluation_jobs_get_the_test_subset_size():
     assert {j.cfg["max_test_per_city"] for j in study().jobs("evaluate")} == {0}
 
 
-SEMI = {"pretrain": {"methods": ["simclr"]},
+SEMI = {"pretrain": {"methods": ["simclr"]}, "predict": {"protocol": "finetune"},
         "evaluate": {"protocols": ["finetune", "finetune_fixmatch", "segnet"], "fractions": [0.01, 1.0],
                      "baseline_fractions": [0.01, 1.0], "seeds": [0],
                      "baselines": ["random", "supervised", "berundanet_l2", "berundanet_mumford_shah", "fixmatch"]}}
@@ -199,29 +201,36 @@ def changed_jobs(before: Plan, after: Plan) -> set[str]:
 
 
 @pytest.mark.parametrize("change, rules", [
-    ({"report": {"dpi": 72}}, {"appearance_figures", "class_representativeness", "report_items_data",
-                               "report_items_appearance", "report_items_pretraining", "report_items_evaluation"}),
+    ({"report": {"dpi": 72}}, {"appearance_figures", "class_representativeness", "map_previews",
+                               "report_items_data", "report_items_appearance", "report_items_pretraining",
+                               "report_items_evaluation"}),
     ({"pretrain": {"method_params": {"ssw": {"n_projections": 7}}}}, {"pretrain"}),
-    ({"evaluate": {"linear": {"steps": 7}}}, {"evaluate"}),
+    ({"evaluate": {"linear": {"steps": 7}}}, {"evaluate", "evaluate_model"}),  # the maps use linear/simclr
     ({"appearance": {"tsne": {"perplexity": 5}}}, {"appearance_embed"}),
     ({"appearance": {"svm": {"nu": 0.2}}}, {"appearance_score"}),
     ({"subsample": {"seed": 3}}, {"subsample"}),
     ({"data": {"synthetic": {"seed": 3}}}, {"generate"}),
-    ({"device": "cpu"}, {"appearance_encode", "pretrain", "evaluate"}),
+    ({"device": "cpu"}, {"appearance_encode", "pretrain", "evaluate", "evaluate_model", "predict"}),
+    ({"predict": {"overlap": 32}}, {"predict"}),
     ({"tracking": {"experiment": "other"}}, set()),
-    ({"evaluate": {"test_set": "cross_city"}}, {"evaluate"}),  # what is scored: evaluation only, not pretraining
-    ({"evaluate": {"holdout": {"seed": 2}}}, {"evaluate"}),  # test_set auto may hold out tiles
-    ({"evaluate": {"max_test_per_city": 3}}, {"evaluate"}),
+    ({"evaluate": {"test_set": "labeled_holdout"}}, {"evaluate", "evaluate_model"}),  # evaluation only
+    ({"evaluate": {"holdout": {"seed": 2}}}, {"evaluate", "evaluate_model"}),  # test_set auto may hold out tiles
+    ({"evaluate": {"max_test_per_city": 3}}, {"evaluate", "evaluate_model"}),
 ])
 def test_a_change_changes_exactly_the_params_of_what_depends_on_it(change, rules):
     assert changed_jobs(plan_of(), plan_of(change)) == rules
 
 
 def test_only_the_test_sets_that_hold_out_tiles_read_evaluate_holdout():
+    nomaps = {"predict": {"enabled": False}}  # cross_city trains a model per fold: no one model for the maps
     for test_set in ("test_cities", "cross_city"):
-        before = plan_of({"evaluate": {"test_set": test_set}})
-        assert changed_jobs(before, plan_of({"evaluate": {"test_set": test_set, "holdout": {"seed": 2}}})) == set()
+        before = plan_of({**nomaps, "evaluate": {"test_set": test_set}})
+        assert changed_jobs(before, plan_of({**nomaps, "evaluate": {"test_set": test_set, "holdout": {"seed": 2}}})
+                            ) == set()
         assert all("holdout" not in j.cfg for j in before.jobs("evaluate"))
+    assert changed_jobs(plan_of(nomaps), plan_of({**nomaps, "evaluate": {"test_set": "cross_city"}})) == {"evaluate"}
+    with pytest.raises(config.ParamsError, match="predict.enabled with evaluate.test_set = cross_city"):
+        plan_of({"evaluate": {"test_set": "cross_city"}})
     assert all(j.cfg["holdout"] == {"fraction": 0.2, "block_km": 5, "seed": 0}
                for j in plan_of({"evaluate": {"test_set": "labeled_holdout"}}).jobs("evaluate"))
 

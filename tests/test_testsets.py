@@ -276,7 +276,8 @@ def test_cli_tags_the_run_with_the_test_set(public, tmp_path):
     run = Run()
     args = SimpleNamespace(protocol="knn", method="random", fraction=1.0, seed=0, manifest=str(public[0]),
                            packed=str(public[1]), encoder="none", out=str(tmp_path / "o"), device="cpu", threads=1,
-                           cfg=json.dumps({"knn": {"k": 3}, "eval_batch": 16}), params=None, run=run)
+                           cfg=json.dumps({"knn": {"k": 3}, "eval_batch": 16}), params=None, run=run,
+                           save_model=None)
     assert _evaluate(args) == 0
     assert run.params == {"test_set": "labeled_holdout"} and run.tags["test_set"] == "labeled_holdout"
     assert "oa" in run.metrics and "test_set" not in run.metrics  # scores are metrics, the test set is not

@@ -53,6 +53,24 @@ def test_outputs_exist(run: Path):
     assert "embedded synthetic" in index
 
 
+def test_maps_lie_on_their_tiles_grids(run: Path):
+    """Every tile of the test cities has a map with its input's CRS, transform and shape, and every city a
+    preview; the evaluation notebook shows them."""
+    import rasterio
+
+    tiles = pd.read_csv(run / "data/tiles.csv", keep_default_na=False)
+    maps = pd.read_csv(run / "results/maps/test/maps.csv", keep_default_na=False)
+    assert sorted(maps["image"]) == sorted(tiles.loc[tiles["split"] == "test", "image"])
+    for r in maps.itertuples():
+        with rasterio.open(run / "data/raw/synthetic" / r.image) as src, \
+                rasterio.open(run / "results/maps/test" / r.map) as m:
+            assert (m.crs, m.transform, m.shape, m.count, m.dtypes[0]) == (src.crs, src.transform, src.shape, 1,
+                                                                           "uint8"), r.image
+    assert {p.stem for p in (run / "results/maps/test/previews").glob("*.png")} == set(maps["city"])
+    notebook = (run / "reports/notebooks/evaluation.html").read_text()
+    assert "Land-cover maps of whole tiles" in notebook and f"Split test: {len(maps)} tiles" in notebook
+
+
 def test_report_opens_in_a_browser(run: Path):
     """reports/index.html and every notebook it links load in headless Chromium, and every image resolves."""
     require_chromium()
@@ -146,13 +164,14 @@ def test_snakemake_report_zip(run: Path):
     for part in ("data", "appearance", "pretraining", "evaluation"):
         shown = json.loads(plan.jobs(f"report_{part}")[0].params["nb"])["items"]
         assert shown
-        expected.update(Path(path).name for _, _, path in shown)
+        expected.update(Path(path).name for _, _, path in shown if not (run / path).is_dir())
         expected[f"{part}.html"] += 1  # the notebook itself
     held = collections.Counter(Path(n).name for n in names if "/data/raw/" in n)
     missing = {name: k - held[name] for name, k in expected.items() if held[name] < k}
     assert not missing, missing
     for category in {i.category for i in ITEMS} | {"Notebooks", "Confusion matrices", "Per-class IoU"}:
         assert category in html, category
+    assert any(n.endswith("/Rennes.png") for n in names) and any(n.endswith("/maps.csv") for n in names)
 
 
 def test_second_run_does_nothing_quickly(run: Path):
@@ -180,11 +199,22 @@ def test_rerun_gives_identical_metrics(run: Path):
     before = {p: json.loads(p.read_text()) for p in evals}
     pre = sorted((run / "results/pretrain").rglob("encoder.pt"))
     before_w = {p: p.read_bytes() for p in pre}
+    import rasterio
+
+    maps = sorted((run / "results/maps").rglob("*.tif"))
+    before_maps, written = {}, {p: p.stat().st_mtime_ns for p in maps}
+    for p in maps:
+        with rasterio.open(p) as m:
+            before_maps[p] = m.read()
     snakemake(run, "--cores", "2", *TINY, "--forcerun", "pretrain", "evaluate")
     for p, old in before.items():
         new = json.loads(p.read_text())
         for key in ("oa", "miou", "kappa", "per_class_iou", "confusion"):
             assert new[key] == old[key], (p, key)
+    assert maps and all(p.stat().st_mtime_ns > written[p] for p in maps)
+    for p in maps:  # re-predicted by the re-trained model: the same maps
+        with rasterio.open(p) as m:
+            assert (m.read() == before_maps[p]).all(), p
     import torch
 
     for p in pre:
@@ -203,8 +233,21 @@ def test_report_parameter_reruns_only_reports(run: Path):
     """The figure resolution re-draws every figure and notebook (and re-versions the reports), nothing else."""
     rules = planned_rules(run, "--config", "report={'dpi': 72}")
     items = {f"report_items_{p}" for p in ("data", "appearance", "pretraining", "evaluation")}
-    assert rules == {"appearance_figures", "class_representativeness", "report_data", "report_appearance",
-                     "report_pretraining", "report_evaluation", "report_index", "dvc_track", *items}, rules
+    assert rules == {"appearance_figures", "class_representativeness", "map_previews", "report_data",
+                     "report_appearance", "report_pretraining", "report_evaluation", "report_index", "dvc_track",
+                     *items}, rules
+
+
+def test_naming_another_model_reruns_only_that_evaluation(run: Path):
+    """predict.seed names another evaluation job: that job runs again to save its model (the one named before
+    does not), then the maps and what shows them."""
+    out = snakemake(run, "-n", "--cores", "2", *TINY, "--config", "predict={'seed': 1}")
+    text = out.stdout + out.stderr
+    assert planned_rules(run, "--config", "predict={'seed': 1}") == {
+        "evaluate_model", "collect_evaluation", "predict", "map_previews", "report_items_evaluation",
+        "report_evaluation", "report_index", "dvc_track"}
+    assert len(re.findall(r"rule evaluate_model:", text)) == 1 and "rule evaluate:" not in text
+    assert "seed=1" in text.split("rule evaluate_model:")[1].split("rule ")[0]
 
 
 def test_pretrain_parameter_reruns_that_method_and_downstream(run: Path):
@@ -253,7 +296,7 @@ def test_listed_params_changes_are_exactly_the_changed_ones(run: Path):
     listed = params_changed(run, "--config", "report={'dpi': 72}")
     assert listed, "a changed figure resolution lists no output"
     figures = re.compile(r"^(results/appearance/[^/]+/figures/|results/classes/|reports/(data|appearance|pretraining|"
-                         r"evaluation)/)")
+                         r"evaluation)/|results/maps/[^/]+/previews$)")
     assert all(figures.match(p) for p in listed), listed
     assert "reports/evaluation/scores_vs_fraction.png" in listed and "results/classes/figures/colour_histograms.png" in listed
 

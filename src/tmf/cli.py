@@ -15,8 +15,8 @@ from tmf import __version__
 from tmf.config import ParamsError
 
 # Stage packages, in the order of the workflow's DAG.
-STAGES = ("tmf.data.cli", "tmf.appearance.cli", "tmf.ssl.cli", "tmf.evaluate.cli", "tmf.report.cli",
-          "tmf.tracking.cli")
+STAGES = ("tmf.data.cli", "tmf.appearance.cli", "tmf.ssl.cli", "tmf.evaluate.cli", "tmf.predict.cli",
+          "tmf.report.cli", "tmf.tracking.cli")
 
 
 class _Stages(argparse._SubParsersAction):

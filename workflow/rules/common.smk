@@ -1,11 +1,13 @@
 # The configuration and the plan of jobs (tmf.config, tmf.plan); the rules only look their jobs up here.
 import functools
 import os
+import re
 from pathlib import Path
 
 from tmf.config import workflow_config
+from tmf.data.minifrance import SPLITS
 from tmf.plan import Plan
-from tmf.plan.jobs import REPORT_PAGES
+from tmf.plan.report import REPORT_PAGES
 from tmf.plan.paths import NOTEBOOKS
 from tmf.report.items import item as report_item
 from tmf.workflow import setup_environment
@@ -27,6 +29,7 @@ wildcard_constraints:
     encoder="[a-z0-9_-]+",
     protocol="[a-z0-9_]+",
     fraction=r"[0-9.]+",
+    split="|".join(SPLITS),
 
 
 def job_input(rule):
@@ -62,3 +65,9 @@ def report_outputs(rule):
         )
         for key, path in job_output(rule).items()
     }
+
+
+def only_job(rule):
+    """`wildcard_constraints:` that match exactly the one job of `rule`."""
+    (job,) = PLAN.jobs(rule)
+    return {name: re.escape(value) for name, value in job.wildcards.items()}

@@ -1,4 +1,5 @@
-# One job per (protocol, method, label fraction, seed) — the plan is tmf.plan — then one table.
+# One job per (protocol, method, label fraction, seed) — the plan is tmf.plan — then one table. The job named by
+# predict.* runs as evaluate_model: the same job, also writing model.pt for the maps (workflow/rules/predict.smk).
 localrules:
     collect_evaluation,
 
@@ -19,6 +20,8 @@ rule evaluate:
         **job_params("evaluate"),
         packed=lambda w, input: os.path.dirname(input.images),
         out=lambda w, output: os.path.dirname(output.metrics),
+        # derived from the outputs, so not compared by Snakemake: naming another job in predict.* re-runs only it
+        save=lambda w, output: f"--save-model {output.model}" if "model" in output.keys() else "",
     log:
         "logs/evaluate/{protocol}/{method}/frac{fraction}/seed{seed}.log",
     benchmark:
@@ -33,7 +36,27 @@ rule evaluate:
     shell:
         "tmf evaluate --protocol {wildcards.protocol} --method {wildcards.method} --fraction {wildcards.fraction} "
         "--seed {wildcards.seed} --manifest {input.manifest} --packed {params.packed} --encoder {params.encoder} "
-        "--out {params.out} --device {params.device} --threads {threads} --cfg {params.cfg:q} > {log} 2>&1"
+        "--out {params.out} {params.save} --device {params.device} --threads {threads} --cfg {params.cfg:q} "
+        "> {log} 2>&1"
+
+
+if PLAN.jobs("evaluate_model"):  # predict.enabled: the evaluation job predict.* names also saves its model
+
+    use rule evaluate as evaluate_model with:
+        output:
+            metrics=job_output("evaluate_model")["metrics"],
+            predictions=report(
+                job_output("evaluate_model")["predictions"],
+                caption="../report/evaluation_predictions.rst",
+                category="Evaluation",
+                subcategory="{protocol}",
+                labels={"method": "{method}", "label fraction": "{fraction}", "seed": "{seed}"},
+            ),
+            model=job_output("evaluate_model")["model"],
+        wildcard_constraints:
+            **only_job("evaluate_model"),
+
+    ruleorder: evaluate_model > evaluate
 
 
 rule collect_evaluation:

@@ -33,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder (results/evaluate/<protocol>/<method>/frac<f>/seed<k>)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--save-model", default=None, metavar="PATH",
+                   help="also save the trained model there (OUT/model.pt), for `tmf predict`; the workflow asks "
+                        "only the evaluation job named by predict.* (pixel protocols only)")
     add_cfg_arguments(p)
     p.set_defaults(func=_evaluate)
 
@@ -56,7 +59,8 @@ def _evaluate(args) -> int:
     check_name("--method", args.method, [*method_names(), *BASELINES], "method")
     cfg = section_arg(args.cfg, args.params, "evaluate")
     m = run_job(args.protocol, args.method, args.fraction, args.seed, args.manifest, args.packed, args.encoder,
-                args.out, cfg, device=args.device, threads=args.threads, run=args.run)
+                args.out, cfg, device=args.device, threads=args.threads, run=args.run,
+                save_model=args.save_model)
     run = args.run  # the job's MLflow run (tmf.tracking.command), or None
     if run is not None:  # the test set `auto` chose is known only now (cfg.test_set is the one requested)
         run.log_params({"test_set": m["test_set"]})

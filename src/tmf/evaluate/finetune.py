@@ -242,5 +242,11 @@ def run_finetune(packed: Packed, backbone: nn.Module | None, method: str, fracti
                    "unlabeled_per_step": term.n if term is not None else 0, "semisup": semi or None},
         "train": {k: v for k, v in train.items()},
         "_examples": kept,
+        "_model": model,  # what tmf.evaluate.saved_model saves for the maps, and how to rebuild it
+        "_architecture": {"kind": arch, **({"channels": list(cfg["segnet"]["channels"])} if arch == "segnet" else
+                                           {"backbone": cfg["backbone"],
+                                            "decoder_channels": list(decoder_widths(cfg, head))}),
+                          "head": head, "head_dim": int(cfg["hyperbolic"]["dim"]) if head != "conv" else None,
+                          "aux_channels": aux_channels(aux, semi)},
     })
     return out

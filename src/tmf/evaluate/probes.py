@@ -158,6 +158,8 @@ def run_linear(packed: Packed, backbone: nn.Module, fraction: float, seed: int, 
         "train": {"steps": steps, "seconds": seconds, "images_per_s": steps * batch / max(seconds, 1e-9),
                   "final_loss": float(torch.stack(losses).mean()) if losses else float("nan")},
         "_examples": kept,
+        "_model": model,  # what tmf.evaluate.saved_model saves for the maps, and how to rebuild it
+        "_architecture": {"kind": "linear", "backbone": cfg["backbone"], "features": lc["features"]},
     })
     return out
 

@@ -19,6 +19,7 @@ from tmf.plan import (
     FIXMATCH_PROTOCOL,
     HEAD_PROTOCOLS,
     PROTOCOLS,
+    SCENE_PROTOCOLS,
     SEGNET_PROTOCOL,
     TRAINED_BASELINES,
     fraction_tag,
@@ -59,10 +60,12 @@ def _check_job(protocol: str, method: str, fraction: float, seed: int, encoder: 
 
 def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: str | Path, packed: str | Path,
             encoder: str | Path | None, out: str | Path, cfg: dict, device: str = "auto",
-            threads: int | None = None, run=None) -> dict[str, Any]:
+            threads: int | None = None, run=None, save_model: str | Path | None = None) -> dict[str, Any]:
     """Run one job and write ``metrics.json`` + ``predictions.png`` under ``out``. ``cfg``: the ``evaluate`` section
     (validated, defaults filled). ``encoder``: an encoder file, or ``None`` for random initialisation. ``run``:
     the job's MLflow run (``args.run``, tmf.tracking.command) that the scores are logged to; None: not logged.
+    ``save_model``: also write the trained model there (:mod:`tmf.evaluate.saved_model`; pixel protocols, a test
+    set of one fold).
 
     What is scored is the job's test set (``evaluate.test_set``, :mod:`tmf.evaluate.testsets`), recorded in
     ``metrics.json`` as ``test_set`` (and ``test_set_info``); a test set of several folds (``cross_city``) trains
@@ -86,6 +89,9 @@ def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: st
         raise ValueError(f"protocol {name!r}: the head protocols are {HEAD_PROTOCOLS} with a dimension suffix, "
                          f"e.g. {HEAD_PROTOCOLS[0]}_d3")
     _check_job(protocol, method, fraction, seed, encoder)
+    if save_model and protocol in SCENE_PROTOCOLS:
+        raise ValueError(f"--save-model: protocol {protocol!r} classifies whole sub-tiles; it trains no model that "
+                         "maps pixels")
     if head_dim is not None:
         cfg = {**cfg, "hyperbolic": {**cfg["hyperbolic"], "dim": head_dim}}
     dev = resolve_device(device)
@@ -105,6 +111,8 @@ def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: st
                    "test_set_info": {"requested": cfg["test_set"], "why": why},
                    **dict.fromkeys(("oa", "miou", "kappa", "hierarchical_cost")), "n_train": 0,
                    "params": dict(cfg)}
+        if save_model:  # the maps need this job's model (predict.*), and there is none
+            raise ValueError(f"predict names {title}, which is skipped ({e}): name another predict.method") from None
         write_json(out / "metrics.json", metrics)
         predictions_figure(data, {}, out / "predictions.png", title=f"{title}: skipped ({e})")
         return metrics
@@ -122,6 +130,7 @@ def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: st
         else:
             res = run_scene(data, backbone, protocol, fraction, seed, cfg, dev, fold)
         folds.append(res)
+    models = [(r.pop("_model", None), r.pop("_architecture", None)) for r in folds]
     res, examples = _pool_folds(folds, ts)
     metrics = {
         **identity, "status": "ok", "test_set": ts.name, "test_set_info": ts.info(data.manifest),
@@ -129,6 +138,13 @@ def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: st
         "params": {k: v for k, v in cfg.items()},
         **res,
     }
+    if save_model:
+        from tmf.evaluate.saved_model import save_model as write_model
+
+        if len(models) != 1:
+            raise ValueError(f"--save-model: test set {ts.name} trains {len(models)} models (one per fold); the maps "
+                             "need one (predict.enabled: false, or another evaluate.test_set)")
+        write_model(save_model, *models[0], {"protocol": name, "method": method, "fraction": fraction, "seed": seed})
     write_json(out / "metrics.json", _clean(metrics))
     if run is not None:
         log_measured(run, _clean(metrics))

@@ -2,7 +2,8 @@
 it depends on, checked before any job runs (torch-free: the Snakefile imports it).
 
 ``paths`` (where files live), ``names`` (protocols, baselines, encoders), ``checks`` (what the schema cannot
-say), ``jobs`` (the :class:`Plan`).
+say), ``job`` (a :class:`Job`), ``jobs`` (the :class:`Plan`), ``report`` (its report stage), ``items`` (the report's
+figures and tables).
 """
 
 from tmf.plan.jobs import Job, Plan, as_json
@@ -14,6 +15,7 @@ from tmf.plan.names import (
     HEAD_PROTOCOLS,
     PROBE_PROTOCOLS,
     PROTOCOLS,
+    SCENE_PROTOCOLS,
     SEGNET_PROTOCOL,
     SEMISUPERVISED_BASELINES,
     SEMISUPERVISED_LOSS,
@@ -28,6 +30,6 @@ from tmf.plan.names import (
 )
 
 __all__ = ["BASELINES", "ENCODER_BASELINES", "FINETUNE_PROTOCOLS", "FIXMATCH_PROTOCOL", "HEAD_PROTOCOLS",
-           "PROBE_PROTOCOLS", "PROTOCOLS", "SEGNET_PROTOCOL", "SEMISUPERVISED_BASELINES", "SEMISUPERVISED_LOSS",
+           "PROBE_PROTOCOLS", "PROTOCOLS", "SCENE_PROTOCOLS", "SEGNET_PROTOCOL", "SEMISUPERVISED_BASELINES", "SEMISUPERVISED_LOSS",
            "TRAINED_BASELINES", "Job", "Plan", "architecture", "as_json", "fraction_tag", "head_protocol", "is_ssl",
            "runs", "semisup_term", "split_protocol"]

@@ -14,10 +14,12 @@ from typing import Any
 from tmf.config import ParamsError, check_name, method_names, schema
 from tmf.plan.names import (
     FIXED_ENCODER_KINDS,
+    SCENE_PROTOCOLS,
     SEGNET_PROTOCOL,
     SSL_ENCODER,
     TRAINED_BASELINES,
     runs,
+    split_protocol,
     ssl_encoder_method,
 )
 
@@ -30,6 +32,7 @@ def check(params: dict[str, Any]) -> None:
     _check_pretrain(params)
     _check_appearance(params)
     _check_evaluate(params)
+    _check_predict(params)
 
 
 def appearance_archs() -> list[str]:
@@ -139,3 +142,39 @@ def _check_evaluate(params: dict[str, Any]) -> None:
         raise ParamsError(f"evaluate.finetune.max_steps = {ft['max_steps']} is below min_steps = {ft['min_steps']} "
                           "(the cap and floor of the epoch-scaled fine-tuning schedule, steps = 0)")
 
+
+def _check_predict(params: dict[str, Any]) -> None:
+    pr = params["predict"]
+    if pr["enabled"] and pr["overlap"] > pr["window"] // 2:
+        raise ParamsError(f"predict.overlap = {pr['overlap']} px exceeds half of predict.window = {pr['window']} px "
+                          "(a pixel is blended from at most two windows along each axis)")
+    if pr["enabled"] and params["evaluate"]["test_set"] == "cross_city":
+        raise ParamsError("predict.enabled with evaluate.test_set = cross_city: the maps need one model, and "
+                          "cross_city trains one per fold; set predict.enabled: false or another evaluate.test_set")
+
+
+def check_map_source(wanted: dict[str, str], planned: list[dict[str, str]]) -> None:
+    """``wanted`` (the wildcards predict.* name) must be one of the ``planned`` evaluation jobs' wildcards; else
+    an error naming the first parameter that points outside them."""
+    protocol, method = wanted["protocol"], wanted["method"]
+    pixel = [w for w in planned if split_protocol(w["protocol"])[0] not in SCENE_PROTOCOLS]
+    protocols = sorted({w["protocol"] for w in pixel})
+    if not pixel:
+        raise ParamsError("predict.enabled: none of evaluate.protocols makes pixel maps (knn and logreg classify "
+                          "whole sub-tiles); add linear or finetune, or set predict.enabled: false")
+    if split_protocol(protocol)[0] in SCENE_PROTOCOLS:
+        raise ParamsError(f"predict.protocol = {protocol!r} classifies whole sub-tiles and makes no map; use one "
+                          f"of {protocols}")
+    if wanted in planned:
+        return
+    check_name("predict.protocol", protocol, protocols, "protocol (of evaluate.protocols)")
+    same = [w for w in pixel if w["protocol"] == protocol]
+    check_name("predict.method", method, list(dict.fromkeys(w["method"] for w in same)),
+               f"method evaluated with {protocol}")
+    same = [w for w in same if w["method"] == method]
+    fractions = sorted({float(w["fraction"]) for w in same})
+    if wanted["fraction"] not in {w["fraction"] for w in same}:
+        raise ParamsError(f"predict.fraction = {wanted['fraction']}: {protocol}/{method} runs the label fractions "
+                          f"{fractions} (evaluate.fractions, probe_fractions or baseline_fractions)")
+    seeds = sorted({int(w["seed"]) for w in same})
+    raise ParamsError(f"predict.seed = {wanted['seed']} is not one of evaluate.seeds {seeds}")

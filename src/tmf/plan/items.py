@@ -87,6 +87,10 @@ ITEMS: tuple[Item, ...] = (
          per=("protocol", "method", "fraction", "seed")),
     Item("evaluation", "predictions", "output", "Predicted maps", "Evaluation", "Confusion matrices",
          per=("protocol", "method", "fraction", "seed")),
+    Item("evaluation", "maps_per_city", "table", "Land-cover maps: the predicted class shares of each city", "Maps",
+         per=("split",)),
+    Item("evaluation", "map_previews", "output", "Land-cover maps of whole tiles, a few per city", "Maps",
+         per=("split",)),
     Item("evaluation", "evaluation_runs", "table", "Every evaluation run", "Evaluation"),
 )
 BY_NAME: dict[str, Item] = {item.name: item for item in ITEMS}

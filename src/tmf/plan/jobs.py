@@ -1,5 +1,6 @@
 """Every job of a configuration: its rule, wildcards, output and input paths, and exactly the parameters it
-depends on, for every stage (data, appearance, pretrain, evaluate, report, dvc).
+depends on, for every stage (data, appearance, pretrain, evaluate, predict, dvc; the report's jobs:
+:mod:`tmf.plan.report`).
 
 A rule's ``params:`` are its jobs' :attr:`Job.params` (Snakemake compares them with the last run's to decide
 what to re-run, tests/test_workflow_e2e.py), its inputs :attr:`Job.input`; workflow/rules/common.smk only looks
@@ -8,15 +9,12 @@ them up.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from tmf.plan import items as report_items
 from tmf.plan import paths
-from tmf.plan.checks import check
+from tmf.plan.checks import check, check_map_source
+from tmf.plan.job import Job, as_json, key
 from tmf.plan.names import (
     FINETUNE_PROTOCOLS,
     HEAD_PROTOCOLS,
@@ -32,6 +30,9 @@ from tmf.plan.names import (
     split_protocol,
     ssl_encoder_method,
 )
+from tmf.plan.report import REPORT_PAGES, ReportJobs
+
+__all__ = ["REPORT_PAGES", "Job", "Plan", "as_json"]
 
 # What each step of the appearance analysis reads of the `appearance` section.
 APPEARANCE_KEYS = {
@@ -45,43 +46,10 @@ PRETRAIN_JOB_KEYS = ("methods", "seeds", "method_params")  # enumerate jobs: add
 FETCH_KEYS = ("source", "url", "extract")
 INDEX_KEYS = ("missing_label",)
 EVALUATION_KEYS = ("backbone", "examples", "eval_batch", "max_test_per_city", "test_set")  # every protocol
-REPORT_PAGES = {  # notebook: (title on reports/index.html, what it shows)
-    "data": ("Data and tinyMiniFrance", "tiles, sub-tiles and class shares vs Tables 2.4–2.6"),
-    "appearance": ("Appearance analysis",
-                   "t-SNE + one-class SVM coverage of the test cities by the training cities, vs Table 2.7"),
-    "pretraining": ("Pretraining", "loss curves and embedding diagnostics of every (method, seed)"),
-    "evaluation": ("Evaluation",
-                   "segmentation scores of every protocol × method × label fraction on the test set "
-                   "(evaluate.test_set), vs Table 3.1 where it is the test cities"),
-}
+PREDICT_KEYS = ("window", "overlap", "batch")  # what a map job reads of `predict` (the rest chooses the model)
 
 
-def as_json(obj: Any) -> str:
-    """Parameters as one canonical JSON string, as ``tmf ... --cfg`` reads them (and Snakemake compares them)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
-
-
-@dataclass(frozen=True)
-class Job:
-    """One job of the workflow. ``params`` hold the values its rule passes on (config sections as JSON)."""
-
-    rule: str
-    wildcards: dict[str, str]
-    output: dict[str, Any]
-    input: dict[str, Any] = field(default_factory=dict)
-    params: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def cfg(self) -> dict[str, Any]:
-        """The configuration the job's command reads (``--cfg``)."""
-        return json.loads(self.params["cfg"])
-
-
-def _key(wildcards: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((str(k), str(v)) for k, v in wildcards.items()))
-
-
-class Plan:
+class Plan(ReportJobs):
     """The jobs of one validated configuration (:func:`tmf.config.workflow_config`), checked first
     (:func:`tmf.plan.checks.check`): ``jobs(rule)``, ``job(rule, wildcards)``, ``outputs(rule)``."""
 
@@ -90,9 +58,10 @@ class Plan:
         self.params = params
         self._outputs = paths.outputs(params)
         self._jobs: dict[str, dict[tuple, Job]] = {rule: {} for rule in self._outputs}
-        for stage in (self._data, self._appearance, self._pretrain, self._evaluate, self._report, self._dvc):
+        for stage in (self._data, self._appearance, self._pretrain, self._evaluate, self._predict, self._report,
+                      self._dvc):
             for job in stage():
-                self._jobs[job.rule][_key(job.wildcards)] = job
+                self._jobs[job.rule][key(job.wildcards)] = job
 
     # ---- lookups
     def outputs(self, rule: str) -> dict[str, Any]:
@@ -115,7 +84,7 @@ class Plan:
         """The job a rule runs for these wildcards (Snakemake's, or a dict); a job outside the plan is an error."""
         wildcards = dict(wildcards.items()) if wildcards is not None else {}
         try:
-            return self._jobs[rule][_key(wildcards)]
+            return self._jobs[rule][key(wildcards)]
         except KeyError:
             known = [j.wildcards for j in self.jobs(rule)][:4]
             raise ValueError(f"rule {rule} with {wildcards}: not a job of this configuration "
@@ -269,113 +238,49 @@ class Plan:
                         yield Job("evaluate", w, out, {**reads, **({"encoder": encoder} if encoder != "none" else {})},
                                   {"cfg": cfg, "encoder": encoder, "device": self.params["device"]})
         yield Job("collect_evaluation", {}, self.output("collect_evaluation"), {"metrics": metrics})
+        if self.params["predict"]["enabled"]:  # the job predict.* names also saves its model (rule evaluate_model)
+            planned = [j.wildcards for j in self.jobs("evaluate")]
+            w = self.map_source(planned)
+            check_map_source(w, planned)
+            job = self.job("evaluate", w)
+            yield Job("evaluate_model", w, self.output("evaluate_model", **w), job.input, job.params)
 
-    def _report(self) -> Iterator[Job]:
-        """Per notebook: one job drawing its figures and tables (``report_items_<part>``, whose outputs are the
-        items' files, one per instance), then the notebook showing them; last the index page."""
-        source, dpi = self.params["data"]["source"], self.params["report"]["dpi"]
-        reads = self._report_reads()
-        shown: dict[str, list[list]] = {}
-        for part in paths.NOTEBOOKS:
-            entries = list(self._report_entries(part))
-            drawn = [e for e in entries if report_items.item(e["name"]).kind != "output"]
-            rule = f"report_items_{part}"
-            self._outputs[rule] = {report_items.output_key(e["name"], e["keys"]): e["path"] for e in drawn}
-            cfg = {"dpi": dpi, "source": source, "inputs": reads[part],
-                   "items": [[e["name"], e["keys"], e["path"], e["inputs"]] for e in drawn]}
-            yield Job(rule, {}, self.output(rule), {"files": _files(reads[part]) + [
-                f for e in drawn for f in _files(e["inputs"])]},
-                      {"cfg": as_json(cfg), "out_dir": paths.fill(paths.REPORT_ITEMS, {"part": part})})
-            shown[part] = [[e["name"], e["keys"], e["path"]] for e in entries]
-            rule = f"report_{part}"
-            template = paths.fill(paths.NOTEBOOK_TEMPLATE, {"name": part})
-            yield Job(rule, {}, self.output(rule), {"notebook": template, "shown": [e[2] for e in shown[part]]},
-                      {"nb": as_json({"source": source, "items": shown[part]})})
-        pages = [self.output(f"report_{part}")["html"] for part in paths.NOTEBOOKS]
-        tables = [(e[0], e[2]) for part in paths.NOTEBOOKS for e in shown[part]
-                  if report_items.item(e[0]).on_index]
-        summaries = [j.output["summary"] for j in self.jobs("appearance_score")]
-        aggregate = self.output("collect_evaluation")["aggregate"]
-        yield Job("report_index", {}, self.output("report_index"),
-                  {"pages": pages, "tables": [t[1] for t in tables], "summaries": summaries,
-                   "evaluation": aggregate},
-                  {"source": source,
-                   "pages": [arg for part, page in zip(paths.NOTEBOOKS, pages, strict=True)
-                             for arg in ("--page", part, REPORT_PAGES[part][0], page, REPORT_PAGES[part][1])],
-                   "tables": [arg for name, path in tables for arg in ("--table", name, path)],
-                   "summaries": [arg for s in summaries for arg in ("--appearance-summary", s)]})
+    def map_source(self, planned: list[dict[str, str]]) -> dict[str, str]:
+        """The wildcards of the evaluation job whose model predicts the maps: ``predict.*``, each ``auto`` resolved
+        among the ``planned`` evaluation jobs' wildcards (finetune, else the first protocol that maps; the first
+        of pretrain.methods; the largest fraction that protocol and method run; the first evaluation seed)."""
+        pr = self.params["predict"]
+        protocol, method = pr["protocol"], pr["method"]
+        if protocol == "auto":
+            pixel = [p for p in dict.fromkeys(w["protocol"] for w in planned)
+                     if split_protocol(p)[0] not in SCENE_PROTOCOLS]
+            protocol = "finetune" if "finetune" in pixel else next(iter(pixel), "")
+        if method == "auto":
+            method = self.params["pretrain"]["methods"][0]
+        fraction = pr["fraction"]
+        if fraction == "auto":
+            ran = [float(w["fraction"]) for w in planned if (w["protocol"], w["method"]) == (protocol, method)]
+            fraction = max(ran, default=1.0)
+        seed = self.params["evaluate"]["seeds"][0] if pr["seed"] == "auto" else pr["seed"]
+        return {"protocol": protocol, "method": method, "fraction": fraction_tag(fraction), "seed": str(seed)}
 
-    def _report_reads(self) -> dict[str, dict[str, Any]]:
-        """What each notebook's items read (:class:`tmf.report.items.Context` ``inputs``)."""
-        collected = self.output("collect_evaluation")
-        classes = self.output("class_representativeness")
-        return {
-            "data": {"tiles": paths.TILES, "manifest": paths.MANIFEST, "class_shares": paths.CLASS_SHARES,
-                     "images": paths.PACKED_IMAGES, "labels": paths.PACKED_LABELS},
-            "appearance": {"summaries": {j.wildcards["encoder"]: j.output["summary"]
-                                         for j in self.jobs("appearance_score")},
-                           "coverage": {j.wildcards["encoder"]: j.output["coverage"]
-                                        for j in self.jobs("appearance_score")},
-                           "class_histograms_city": classes["city"]},
-            "pretraining": {"runs": {f"{j.wildcards['method']}/seed{j.wildcards['seed']}":
-                                     {"metrics": j.output["metrics"], "history": j.output["history"]}
-                                     for j in self.jobs("pretrain")}},
-            "evaluation": {"summary": collected["summary"], "aggregate": collected["aggregate"],
-                           "runs": [j.output["metrics"] for j in self.jobs("evaluate")]},
-        }
-
-    def _report_entries(self, part: str) -> Iterator[dict[str, Any]]:
-        """Every item instance a notebook shows: name, keys, path (its own file, or the output of the stage
-        that writes it) and the inputs of its own (besides the part's)."""
-        figures = {Path(p).stem: p for p in self.output("class_representativeness")["figures"]}
-        confusions = self._confusion_runs()
-        for item in report_items.items(part):
-            if item.name in figures:
-                yield {"name": item.name, "keys": {}, "path": figures[item.name], "inputs": {}}
-            elif item.kind == "output" and item.per == ("encoder",):
-                for job in self.jobs("appearance_figures"):
-                    if item.name in job.output:
-                        yield {"name": item.name, "keys": dict(job.wildcards), "path": job.output[item.name],
-                               "inputs": {}}
-            elif item.per:  # confusion matrices and predicted maps of one run per (protocol, method)
-                for job in confusions:
-                    keys = {k: job.wildcards[k] for k in item.per}
-                    own = {"metrics": job.output["metrics"]}
-                    path = job.output["predictions"] if item.kind == "output" else self._item_path(item, keys)
-                    yield {"name": item.name, "keys": keys, "path": path, "inputs": own}
-            else:
-                yield {"name": item.name, "keys": {}, "path": self._item_path(item, {}), "inputs": {}}
-
-    def _confusion_runs(self) -> list[Job]:
-        """The evaluation job shown for each (protocol, method) of a pixel-level protocol: its largest label
-        fraction, its first seed."""
-        def rank(job: Job) -> tuple[float, int]:
-            return float(job.wildcards["fraction"]), -int(job.wildcards["seed"])
-
-        best: dict[tuple[str, str], Job] = {}
-        for job in self.jobs("evaluate"):
-            w = job.wildcards
-            key = (w["protocol"], w["method"])
-            if split_protocol(w["protocol"])[0] not in SCENE_PROTOCOLS and (key not in best or rank(job) > rank(best[key])):
-                best[key] = job
-        return list(best.values())
-
-    @staticmethod
-    def _item_path(item: report_items.Item, keys: dict[str, Any]) -> str:
-        """``reports/<part>/<anchor>.png|.html``: an instance's file is named as its block in the notebook."""
-        name = report_items.anchor(item.name, keys)
-        return paths.fill(paths.REPORT_ITEM, {"part": item.part, "name": name}) + report_items.SUFFIX[item.kind]
+    def _predict(self) -> Iterator[Job]:
+        pr = self.params["predict"]
+        if not pr["enabled"]:
+            return
+        model = self.jobs("evaluate_model")[0].output["model"]
+        raw = paths.fill(paths.RAW, {"source": self.params["data"]["source"]})
+        cfg = as_json({k: pr[k] for k in PREDICT_KEYS})
+        for split in pr["splits"]:
+            w = {"split": split}
+            out = self.output("predict", **w)
+            yield Job("predict", w, out, {"tiles": paths.TILES, "raw": raw, "model": model},
+                      {"cfg": cfg, "device": self.params["device"]})
+            yield Job("map_previews", w, self.output("map_previews", **w), {**out, "raw": raw},
+                      {"dpi": self.params["report"]["dpi"], "tiles": pr["preview_tiles"]})
 
     def _dvc(self) -> Iterator[Job]:
         if self.params["tracking"]["dvc"]:
             reads = [f for f in self.targets if f != paths.DVC_POINTER]
             yield Job("dvc_track", {}, self.output("dvc_track"), {"targets": reads})
 
-
-def _files(value: Any) -> list[str]:
-    """Every path of a (nested) dict or list of paths."""
-    if isinstance(value, dict):
-        return [p for v in value.values() for p in _files(v)]
-    if isinstance(value, list):
-        return [p for v in value for p in _files(v)]
-    return [value]

@@ -24,7 +24,7 @@ PROTOCOLS = ("linear", "finetune", "finetune_horospherical", "finetune_euclidean
              "knn", "logreg")
 FINETUNE_PROTOCOLS = ("finetune", "finetune_horospherical", "finetune_euclidean", "finetune_fixmatch", "segnet")
 PROBE_PROTOCOLS = ("linear", "knn", "logreg")
-SCENE_PROTOCOLS = ("knn", "logreg")  # one label per sub-tile (its dominant class): no pixel confusion matrix
+SCENE_PROTOCOLS = ("knn", "logreg")  # one label per sub-tile (its dominant class): no pixel confusion matrix, no map
 HEAD_PROTOCOLS = ("finetune_horospherical", "finetune_euclidean")  # one job per evaluate.hyperbolic.dims
 FIXMATCH_PROTOCOL = "finetune_fixmatch"  # an encoder fine-tuned with FixMatch's L_u: encoders only
 SEGNET_PROTOCOL = "segnet"  # a SegNet instead of the U-Net: networks trained from scratch only

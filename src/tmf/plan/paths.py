@@ -35,6 +35,9 @@ EVALUATE = "results/evaluate/{protocol}/{method}/frac{fraction}/seed{seed}"
 EVALUATION_SUMMARY = "results/evaluate/summary.csv"
 EVALUATION_AGGREGATE = "results/evaluate/summary_agg.csv"  # beside the summary, as `tmf collect` writes it
 
+# ---- maps (one folder per split of predict.splits)
+MAPS = "results/maps/{split}"
+
 # ---- report
 NOTEBOOK_TEMPLATE = "workflow/notebooks/{name}.ipynb"
 NOTEBOOK = "reports/notebooks/{name}"  # .html and .ipynb
@@ -75,6 +78,11 @@ def outputs(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "pretrain": {"encoder": f"{PRETRAIN}/encoder.pt", "metrics": f"{PRETRAIN}/metrics.json",
                      "history": f"{PRETRAIN}/history.csv"},
         "evaluate": {"metrics": f"{EVALUATE}/metrics.json", "predictions": f"{EVALUATE}/predictions.png"},
+        # the evaluation job named by predict.*: the same job, also saving its trained model
+        "evaluate_model": {"metrics": f"{EVALUATE}/metrics.json", "predictions": f"{EVALUATE}/predictions.png",
+                           "model": f"{EVALUATE}/model.pt"},
+        "predict": {"index": f"{MAPS}/maps.csv", "maps": f"{MAPS}/tiles"},  # maps: tiles/<City>/<stem>.tif
+        "map_previews": {"previews": f"{MAPS}/previews"},  # <City>.png
         "collect_evaluation": {"summary": EVALUATION_SUMMARY, "aggregate": EVALUATION_AGGREGATE},
         **{f"report_items_{name}": {} for name in NOTEBOOKS},  # one file per item: filled in by the plan
         **{f"report_{name}": {"html": fill(NOTEBOOK, {"name": name}) + ".html",

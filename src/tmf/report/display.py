@@ -41,17 +41,27 @@ def describe(name: str, keys: dict[str, Any]) -> str:
     return " · ".join(words)
 
 
+def _png(path: Path, alt: str) -> Markup:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return Markup(f'<img alt="{escape(alt)}" src="data:image/png;base64,{data}" style="max-width:100%">')
+
+
 def block(name: str, keys: dict[str, Any], path: str | Path, root: str | Path = ".", heading: str = "h3") -> Markup:
-    """One item instance as HTML: its title, the figure (inline PNG) or the table, its caption."""
+    """One item instance as HTML: its title, the figure (inline PNG) or the table, its caption. An ``output`` item
+    may be a folder of PNGs (one per city of the map previews, known only once the stage has run): each is shown
+    under its name."""
     spec = item(name)
     path = Path(root) / path
-    if not path.is_file():
+    if spec.kind == "output" and path.is_dir():
+        pngs = sorted(path.glob("*.png"))
+        body = Markup("").join(Markup(f"<h5>{escape(p.stem)}</h5>") + _png(p, f"{spec.title}: {p.stem}")
+                               for p in pngs) or Markup("<p>none</p>")
+    elif not path.is_file():
         raise FileNotFoundError(f"report item {name!r}: {path} not found")
-    if spec.kind == "table":
+    elif spec.kind == "table":
         body = table_fragment(path)
     else:
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        body = Markup(f'<img alt="{escape(spec.title)}" src="data:image/png;base64,{data}" style="max-width:100%">')
+        body = _png(path, spec.title)
     return Markup(f'<section id="{escape(anchor(name, keys))}"><{heading}>{escape(spec.title)}</{heading}>{body}'
                   f'<p style="color:#444;font-size:90%;max-width:60em">{escape(caption(name, keys, root))}</p>'
                   "</section>")

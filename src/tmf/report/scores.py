@@ -236,3 +236,16 @@ def evaluation_runs(ctx: Context) -> pd.DataFrame:
     })
     df["MLflow run"] = [Html(x) for x in mlflow_links("evaluate", runs)]
     return df
+
+
+def maps_per_city(ctx: Context, split: str) -> pd.DataFrame:
+    """Per mapped city of ``split`` (``predict.splits``): tiles, megapixels, tiles without georeference, and the
+    predicted share (%) of every class the maps contain (tmf.predict.previews.city_table), with the evaluation job
+    whose model predicted them (``results/maps/<split>/maps.csv``)."""
+    from tmf.predict.previews import city_table
+
+    table = city_table(ctx.inputs["index"])
+    models = pd.read_csv(ctx.inputs["index"], usecols=["model"])["model"].unique()
+    table.insert(1, "model", ", ".join(models))
+    return table.rename(columns={c: class_name(int(c.split()[0]), short=True) for c in table.columns
+                                 if c.split()[0].isdigit()})
