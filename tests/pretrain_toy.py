@@ -68,8 +68,10 @@ class ToySimCLR(nn.Module):
         self.ema_w.mul_(0.9).add_(0.1 * self.head[3].weight)
 
 
-def make_packed(root, n_per_split=(8, 8, 4), size=32, seed=0):
-    """A packed tinyMiniFrance (uint8 N×S×S×3 smooth random images, labels) and its manifest (docs/file-formats.md)."""
+def make_packed(root, n_per_split=(8, 8, 4), size=32, seed=0, dem=False):
+    """A packed tinyMiniFrance (uint8 N×S×S×3 smooth random images, labels) and its manifest (docs/file-formats.md).
+    With ``dem``, elevation too (``dem.npy``, ``dem_valid.npy`` and the manifest's elevation columns): a height that
+    follows the label (2 m per id) on a per-row slope, with an invalid 3×3 patch in the first row."""
     rng = np.random.default_rng(seed)
     n = sum(n_per_split)
     coarse = rng.integers(0, 256, size=(n, size // 8, size // 8, 3)).astype(np.float32)
@@ -86,6 +88,18 @@ def make_packed(root, n_per_split=(8, 8, 4), size=32, seed=0):
                              "tile": "t", "row_off": 0, "col_off": np.arange(n) * size, "height": size, "width": size,
                              "image": "", "label": "", "has_label": 1,
                              **{f"count_{i}": counts[:, i] for i in range(16)}})
+    if dem:
+        ramp = np.arange(size, dtype=np.float32)[None, None, :] * rng.uniform(-0.5, 0.5, (n, 1, 1))
+        z = (100.0 + 2.0 * labels + ramp).astype(np.float32)
+        valid = np.ones_like(labels)
+        valid[0, :3, :3] = 0
+        z[valid == 0] = 0.0
+        np.save(packed / "dem.npy", z)
+        np.save(packed / "dem_valid.npy", valid)
+        zv = np.where(valid == 1, z, np.nan)
+        manifest = manifest.assign(dem=[f"labeled/Nice/RGEALTI/{i}_RGEALTI.tif" for i in manifest["id"]], has_dem=1,
+                                   dem_min=np.nanmin(zv, (1, 2)).round(3), dem_mean=np.nanmean(zv, (1, 2)).round(3),
+                                   dem_max=np.nanmax(zv, (1, 2)).round(3), dem_valid=valid.mean((1, 2)).round(6))
     manifest.to_csv(root / "manifest.csv", index=False)
     return root / "manifest.csv", packed, img
 

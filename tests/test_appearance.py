@@ -393,3 +393,20 @@ def test_classes_cli_histograms(tmp_path):
         assert (tmp_path / "classes" / "figures" / f"{f}.png").is_file()
     split = pd.read_csv(tmp_path / "classes" / "class_histograms_split.csv")
     assert list(split["split"]) == ["labeled", "unlabeled", "test"]
+
+
+def test_a_city_in_two_splits_takes_the_split_of_most_of_its_sub_tiles(caplog):
+    """data.missing_label: unlabeled indexes the label-less tiles of a labeled city in the unlabeled split: the
+    appearance analysis takes the city as one city, in the split of most of its sub-tiles, and says so."""
+    import logging
+
+    import pandas as pd
+
+    from tmf.appearance.analysis import city_splits
+
+    manifest = pd.DataFrame({"city": ["Nice"] * 5 + ["Rennes"] * 2 + ["Brest"] * 2,
+                             "split": ["labeled"] * 4 + ["unlabeled"] + ["test"] * 2 + ["labeled", "unlabeled"]})
+    with caplog.at_level(logging.WARNING, logger="tmf.appearance.analysis"):
+        assert city_splits(manifest) == {"Nice": "labeled", "Rennes": "test", "Brest": "labeled"}
+    assert "city Nice has sub-tiles in the splits {'labeled': 4, 'unlabeled': 1}" in caplog.text
+    assert "Rennes" not in caplog.text

@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tmf.models.resnet import IMAGENET_MEAN, IMAGENET_STD
 from tmf.ssl.augment import (
     AugmentConfig,
     augment_view,
     colour_jitter,
     crop_flip_rotate,
     gaussian_blur,
+    make_paired_views,
     make_views,
     normalise,
     to_float,
@@ -225,3 +227,31 @@ def test_half_precision_path_is_close_to_float32():
     half = make_views(imgs, specs, 24, AugmentConfig(), _gen(2), work=torch.float16)[0]
     assert half.dtype == torch.float16
     assert float((half.float() - ref).abs().max()) < 0.03  # normalised units; ~1/255 of the [0, 1] range is 0.017
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_paired_views_move_both_modalities_with_the_same_geometry(seed):
+    # the second modality is the red channel itself: with the optical steps off, every view of it must equal the
+    # red channel of the RGB view pixel by pixel, whatever crop, flips and rotation each sample drew
+    imgs = _imgs(b=8, s=24, seed=seed)
+    red = imgs[..., 0].float().unsqueeze(1) / 255.0
+    other = torch.cat([red, 1 - red], 1)  # two channels, as elevation with its slope
+    cfg = AugmentConfig(jitter_p=0.0, blur_p=0.0)  # crops, flips and rotations on
+    specs = [_Spec(1.0, (0.2, 1.0)), _Spec(0.5, (0.05, 0.4))]
+    rgb, dem = make_paired_views(imgs, other, specs, 16, cfg, _gen(seed), batch=10, offset=1)
+    assert [v.shape for v in dem] == [(8, 2, 16, 16), (8, 2, 8, 8)]
+    for v, d in zip(rgb, dem, strict=True):
+        r = v[:, 0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]  # undo the normalisation of the red channel
+        torch.testing.assert_close(d[:, 0], r, atol=1e-5, rtol=0)
+        torch.testing.assert_close(d[:, 1], 1 - r, atol=1e-5, rtol=0)
+    # the RGB views are those of make_views (same random numbers), also with the optical steps on
+    cfg = AugmentConfig()
+    rgb, _ = make_paired_views(imgs, other, specs, 16, cfg, _gen(seed))
+    for a, b in zip(rgb, make_views(imgs, specs, 16, cfg, _gen(seed)), strict=True):
+        assert torch.equal(a, b)
+    # and without the RGB views, the other modality's views are unchanged
+    _, alone = make_paired_views(imgs, other, specs, 16, cfg, _gen(seed), rgb=False)
+    _, both = make_paired_views(imgs, other, specs, 16, cfg, _gen(seed))
+    assert all(torch.equal(a, b) for a, b in zip(alone, both, strict=True))
+    with pytest.raises(ValueError, match="co-registered"):
+        make_paired_views(imgs, other[:, :, :20], specs, 16, cfg, _gen(seed))

@@ -35,6 +35,22 @@ def _toy64(world: int = 1, rank: int = 0):
     return model, [v[rank * b:(rank + 1) * b] for v in views]
 
 
+def _mm64(world: int = 1, rank: int = 0):
+    """MM-SSL (RGB + elevation) in float64 and its views of a fixed batch of 8 (this rank's rows of them)."""
+    from tmf.config import validate
+    from tmf.ssl.methods import build_method
+
+    torch.manual_seed(0)
+    elevation = validate({"elevation": {"encoder": {"widths": [8, 8, 16, 16]}}})["elevation"]
+    model = build_method("mm_ssl", build_backbone("resnet18"), {"hidden_dim": 16, "proj_dim": 8},
+                         elevation=elevation).double()
+    g = torch.Generator().manual_seed(2)
+    b = 8 // world
+    views = {m: [torch.randn(8, c, 32, 32, generator=g, dtype=torch.float64)[rank * b:(rank + 1) * b]
+                 for _ in range(2)] for m, c in (("rgb", 3), ("dem", 1))}
+    return model, views
+
+
 def _grads(model) -> dict[str, torch.Tensor]:
     return {k: p.grad.detach().clone() for k, p in model.named_parameters() if p.grad is not None}
 
@@ -62,6 +78,13 @@ def _worker(rank: int, world: int, port: int, manifest, packed, out, q) -> None:
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         torch.save(_grads(model), out.parent / "grads64.pt")
+    # and of the multi-modal method: views {modality: [...]}, the loss over every modality's global batch
+    model, views = _mm64(world, rank)
+    model = D.convert_sync_batchnorm(model, torch.device("cpu"))
+    net = torch.nn.parallel.DistributedDataParallel(model)  # held: its reducer averages the gradients in backward
+    net(views).loss.backward()
+    if rank == 0:
+        torch.save(_grads(model), out.parent / "mm_grads64.pt")
     # 3. a whole run (pretrain finds the process group running and closes it at the end)
     pretrain(toy_cfg(**CFG, ddp=True, nproc=world), manifest, packed, out, method="toy", seed=0, device="cpu",
              threads=1, method_factory=ToySimCLR)
@@ -112,6 +135,16 @@ def test_two_process_gradient_equals_one_process_in_float64(runs):
     model(views).loss.backward()
     one, dist_grads = _grads(model), torch.load(two.parent / "grads64.pt")
     assert one.keys() == dist_grads.keys()
+    scale = max(g.abs().max() for g in one.values())
+    for k in one:
+        torch.testing.assert_close(dist_grads[k], one[k], rtol=1e-9, atol=1e-12 * scale, msg=k)
+
+
+def test_two_process_multimodal_gradient_equals_one_process(runs):
+    model, views = _mm64()
+    model(views).loss.backward()
+    one, dist_grads = _grads(model), torch.load(runs[1].parent / "mm_grads64.pt")
+    assert one.keys() == dist_grads.keys() and any(k.startswith("others.dem.") for k in one)
     scale = max(g.abs().max() for g in one.values())
     for k in one:
         torch.testing.assert_close(dist_grads[k], one[k], rtol=1e-9, atol=1e-12 * scale, msg=k)

@@ -363,7 +363,9 @@ def test_the_embedded_default_is_the_base_unless_base_is_study():
 
 
 def test_all_methods_are_expanded_and_unknown_ones_named():
-    assert workflow_config({"pretrain": {"methods": ["all"]}}, EMBEDDED)["pretrain"]["methods"] == config.method_names()
+    everything = workflow_config({"pretrain": {"methods": ["all"]}}, EMBEDDED)["pretrain"]["methods"]
+    assert everything == [m for m in config.method_names() if not m.startswith("mm_ssl")]  # they need elevation
+    assert len(everything) == 18
     with pytest.raises(ParamsError, match=r"pretrain\.methods: unknown method 'simclrr' \(did you mean 'simclr'\?\)"):
         workflow_config({"pretrain": {"methods": ["simclrr"]}}, EMBEDDED)
 
@@ -399,6 +401,12 @@ BAD = [
     ({"subsample": {"n_subtiles": 20}}, r"subsample\.n_subtiles = 20 is less than the 107 tiles"),
     ({"subsample": {"n_subtiles": 100000}}, r"subsample\.n_subtiles = 100000 asks"),
     ({"data": {"source": "minifrance"}}, r"data\.url is empty"),
+    ({"pretrain": {"methods": ["mm_ssl"]}, "data": {"dem": "none"}},
+     r"pretrain\.methods: mm_ssl pretrains on elevation, but data\.dem is none"),
+    ({"evaluate": {"protocols": ["finetune_mm"]}, "data": {"dem": "none"}},
+     r"evaluate\.multimodal\.subsets: \['dem', 'rgb_dem'\] of evaluate\.protocols \['finetune_mm'\] need elevation"),
+    ({"pretrain": {"methods": ["mm_ssl_dem"]}, "appearance": {"encoders": ["ssl-mm_ssl_dem"]}},
+     r"appearance\.encoders: 'ssl-mm_ssl_dem': 'mm_ssl_dem' pretrains no RGB encoder"),
 ]
 
 
@@ -434,3 +442,61 @@ def test_cli_names_the_closest_method_or_protocol(argv, hint, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert hint in err and len(err.strip().splitlines()) == 1, err
+
+
+# ---- the multi-modal study (params/multimodal.yaml) and elevation in the data stage
+MULTIMODAL = yaml.safe_load((REPO / "params/multimodal.yaml").read_text())
+
+
+def test_multimodal_plan_is_table_4_3_shaped():
+    plan = plan_of(MULTIMODAL)
+    cells = {(j.wildcards["protocol"], j.wildcards["method"]) for j in plan.jobs("evaluate")}
+    both = ("random", "mm_ssl", "mm_ssl_star")
+    assert cells == ({("finetune_mm_rgb", m) for m in (*both, "mm_ssl_rgb")}
+                     | {("finetune_mm_dem", m) for m in (*both, "mm_ssl_dem")}
+                     | {("finetune_mm_rgb_dem", m) for m in both})  # no cell below Table 4.3's diagonal
+    assert counts(plan)["evaluate"] == 11 * len(MULTIMODAL["evaluate"]["seeds"])
+
+    def job(protocol, method, seed="1"):
+        return plan.job("evaluate", {"protocol": protocol, "method": method, "fraction": "0.01", "seed": seed})
+
+    fused = job("finetune_mm_rgb_dem", "mm_ssl")
+    assert fused.input["dem"] == paths.PACKED_DEM["dem"] and fused.input["dem_valid"] == paths.PACKED_DEM["dem_valid"]
+    assert fused.input["encoder"] == "results/pretrain/mm_ssl/seed0/encoder.pt"
+    shared = {"backbone", "examples", "eval_batch", "finetune", "max_test_per_city", "test_set", "holdout"}
+    assert set(fused.cfg) == shared | {"elevation"} and fused.cfg["elevation"] == plan.params["elevation"]
+    rgb = job("finetune_mm_rgb", "mm_ssl_rgb")
+    assert "dem" not in rgb.input and set(rgb.cfg) == shared
+    supcon = plan_of({**MULTIMODAL, "evaluate": {**MULTIMODAL["evaluate"], "protocols": ["supcon_mm"]}})
+    assert set(supcon.job("evaluate", {"protocol": "supcon_mm_dem", "method": "random", "fraction": "0.01",
+                                       "seed": "0"}).cfg) == shared | {"elevation", "multimodal"}
+    pre = {j.wildcards["method"]: j for j in plan.jobs("pretrain")}
+    assert "dem" in pre["mm_ssl"].input and "dem" not in pre["mm_ssl_rgb"].input
+    assert "elevation" in pre["mm_ssl_dem"].cfg and "elevation" not in pre["mm_ssl_rgb"].cfg
+    collect = plan.jobs("collect_evaluation")[0]
+    assert collect.output["grid"] == paths.MODALITY_GRID and collect.params["grid"] == ["--grid", paths.MODALITY_GRID]
+    # the elevation settings re-run exactly the jobs that read elevation
+    after = plan_of({**MULTIMODAL, "elevation": {"scale_m": 5.0}})
+    changed = {(j.rule, j.wildcards.get("protocol", ""), j.wildcards["method"]) for r in ("pretrain", "evaluate")
+               for j in after.jobs(r) if plan.job(r, j.wildcards).params != j.params}
+    assert {(r, m) for r, _, m in changed if r == "pretrain"} == {("pretrain", m) for m in
+                                                                  ("mm_ssl", "mm_ssl_dem", "mm_ssl_star")}
+    assert {p for r, p, _ in changed if r == "evaluate"} == {"finetune_mm_dem", "finetune_mm_rgb_dem"}
+
+
+def test_elevation_in_the_data_stage_and_the_default_run():
+    plan = plan_of()
+    assert plan.outputs("pack") == {"images": paths.PACKED_IMAGES, "labels": paths.PACKED_LABELS, **paths.PACKED_DEM}
+    assert plan.job("subsample").params["dem"] == "yes" and plan.job("generate").cfg["dem"] == "auto"
+    assert not any("dem" in j.input for r in ("pretrain", "evaluate") for j in plan.jobs(r))  # nothing reads it
+    assert "grid" not in plan.outputs("collect_evaluation") and plan.jobs("collect_evaluation")[0].params["grid"] == []
+    mf = study()  # MiniFrance ships no DEM: the RGB-only data product
+    assert mf.outputs("pack") == {"images": paths.PACKED_IMAGES, "labels": paths.PACKED_LABELS}
+    assert mf.job("subsample").params["dem"] == "no"
+    assert study(data={"source": "dfc2022", "url": "/d"}).job("subsample").params["dem"] == "yes"
+    assert plan_of({"data": {"dem": "none"}}).job("subsample").params["dem"] == "no"
+    with pytest.raises(ParamsError, match=r"mm_ssl pretrains on elevation, but data\.source 'minifrance' has no"):
+        study(pretrain={"methods": ["mm_ssl"]})
+    study(pretrain={"methods": ["mm_ssl_rgb"]}, evaluate={"protocols": ["finetune_mm"],
+                                                          "multimodal": {"subsets": ["rgb"]}},
+          predict={"enabled": False})  # the maps read RGB tiles: no model of a multi-modal protocol maps them

@@ -512,7 +512,7 @@ def test_predict_help_says_what_it_does():
 def test_no_protocol_that_maps_is_named():
     from tmf.config import ParamsError
 
-    with pytest.raises(ParamsError, match="predict.enabled: none of evaluate.protocols makes pixel maps"):
+    with pytest.raises(ParamsError, match="predict.enabled: none of evaluate.protocols makes maps of RGB tiles"):
         plan_of({"evaluate": {"protocols": ["knn"]}})
 
 

@@ -93,8 +93,20 @@ def test_dfc2022_archives_to_a_report_where_every_score_names_its_test_set(dfc: 
     runs = evaluation_metrics(dfc)
     scored = {c for m in runs.values() if m["status"] == "ok" for c in m["per_city"]}
     assert "Toulon" in scored  # a labeled city that is not one of the 16 is held out and scored like the others
-    # Maps of the unlabeled cities (the prediction stage, when it is on main): every predicted GeoTIFF has its
-    # input tile's CRS, transform and shape (the input: data/raw/dfc2022/<tiles.csv image>).
+    # maps of the unlabeled test cities (val, and the test partition without georeference): every predicted
+    # GeoTIFF has its input tile's CRS, transform and shape, and the evaluation notebook shows a preview per city
+    import rasterio
+
+    maps = pd.read_csv(dfc / "results/maps/test/maps.csv", keep_default_na=False)
+    assert sorted(maps["image"]) == sorted(tiles.loc[tiles["split"] == "test", "image"])
+    for r in maps.itertuples():
+        with rasterio.open(dfc / "data/raw/dfc2022" / r.image) as src, \
+                rasterio.open(dfc / "results/maps/test" / r.map) as m:
+            assert (m.crs, m.transform, m.shape, m.dtypes[0]) == (src.crs, src.transform, src.shape, "uint8"), r.image
+    assert set(maps.loc[maps["georeferenced"] == 0, "city"]) == {"TestArea_A", "TestArea_B", "TestArea_C"}
+    evaluation = (dfc / "reports/notebooks/evaluation.html").read_text()
+    previews = evaluation[evaluation.index('id="map_previews-test"'):]
+    assert previews[:previews.index("</section>")].count("<img") == maps["city"].nunique()
 
 
 def test_other_cities_and_off_spec_tiles_are_shown_apart(dfc: Path):

@@ -10,7 +10,8 @@ import pytest
 import rasterio
 
 from tmf.config import ParamsError
-from tmf.data.minifrance import CITIES, CITY_BY_NAME, CITY_NAMES, CLASSES, N_CLASSES
+from tmf.data.minifrance import CITIES, CITY_BY_NAME, CITY_NAMES, CLASSES, DEM_NODATA, N_CLASSES
+from tmf.data.reader import index_tiles
 from tmf.data.synthetic import (
     LOOKS,
     REGIONS,
@@ -19,6 +20,7 @@ from tmf.data.synthetic import (
     generate_synthetic,
     n_tiles,
     region_prior,
+    render_dem,
     render_tile,
 )
 
@@ -94,6 +96,64 @@ def test_same_parameters_same_bytes_other_seed_other_bytes(tmp_path, small):
     generate_synthetic(other, seed=3, tile_scale=0.01, min_tiles=1, tile_size=96)
     generate_synthetic(other, seed=3, tile_scale=0.01, min_tiles=2, tile_size=96)
     assert _digest(other) == _digest(root)
+
+
+def test_elevation_in_rgealti_layout_and_format(small):
+    root, paths = small
+    tiles = index_tiles(root)  # tmf.data.checks accepts every DEM: one float32 band, CRS, the image's footprint
+    assert len(tiles) == len(paths) and (tiles["dem"] != "").all()
+    for img in paths[:: max(1, len(paths) // 6)]:
+        dem = img.parent.parent / "RGEALTI" / f"{img.stem}_RGEALTI.tif"
+        with rasterio.open(img) as a, rasterio.open(dem) as d:
+            assert d.count == 1 and d.dtypes == ("float32",) and d.nodata == DEM_NODATA and d.crs == a.crs
+            assert d.shape == (48, 48) and d.transform.a == 1.0 and d.transform.e == -1.0
+            assert (d.transform.c, d.transform.f) == (a.transform.c, a.transform.f)
+
+
+def test_images_and_labels_do_not_depend_on_elevation(tmp_path, small):
+    root, _ = small
+    plain = tmp_path / "plain"
+    generate_synthetic(plain, seed=3, tile_scale=0.01, min_tiles=2, tile_size=96, dem=False)
+    assert not list(plain.rglob("*_RGEALTI.tif"))
+    for p in sorted(plain.rglob("*.tif")):
+        assert p.read_bytes() == (root / p.relative_to(plain)).read_bytes(), p
+    generate_synthetic(plain, seed=3, tile_scale=0.01, min_tiles=2, tile_size=96)  # and back: the same bytes
+    assert _digest(plain) == _digest(root)
+
+
+def _relief(city, k, size=256):
+    image, label = _render(city, k, size)
+    dem = render_dem(label, city, _rng(0, "dem", city, k))
+    return label[::2, ::2], dem  # the label at the DEM's 1 m
+
+
+def test_relief_is_tied_to_land_use_and_region():
+    rel, slope, spread, alt, nodata = {10: [], 14: []}, {10: [], 14: []}, {}, {}, 0
+    for city in ("Nice", "Nantes_Saint-Nazaire", "Brest", "Caen", "Clermont-Ferrand",
+                 "Lille_Arras_Lens_Douai_Henin", "Calais_Dunkerque"):
+        spread[city], alt[city] = [], []
+        for k in range(5):
+            label, dem = _relief(city, k)
+            valid = dem != DEM_NODATA
+            nodata += int((~valid).any())
+            z = np.where(valid, dem, np.nan)
+            gy, gx = np.gradient(z)
+            s = np.hypot(gy, gx)
+            spread[city].append(np.nanstd(z))
+            alt[city].append(np.nanmean(z))
+            for c in (10, 14):
+                m = (label == c) & valid & np.isfinite(s)
+                if m.sum() > 30:
+                    rel[c].append(np.nanmean(z[m]) - np.nanmean(z))
+                    slope[c].append(np.median(s[m]))
+    assert len(rel[14]) >= 3 and len(rel[10]) >= 10
+    assert np.mean(rel[14]) < 0 < np.mean(rel[10])  # water lowest, forests on the hills
+    assert np.mean(slope[14]) < 0.5 * np.mean(slope[10])  # water flat, forests on slopes
+    assert np.mean(alt["Clermont-Ferrand"]) > np.mean(alt["Lille_Arras_Lens_Douai_Henin"]) + 300
+    assert np.mean(spread["Clermont-Ferrand"]) > 5 * np.mean(spread["Lille_Arras_Lens_Douai_Henin"])
+    for flat in ("Lille_Arras_Lens_Douai_Henin", "Calais_Dunkerque"):
+        assert np.mean(spread[flat]) < 3.0  # metres, within a 128 m tile
+    assert np.mean(alt["Calais_Dunkerque"]) < 15 and nodata >= 1  # a few tiles with no-data patches
 
 
 def test_bad_parameters_name_the_parameter(tmp_path):

@@ -18,6 +18,8 @@ import pytest
 from browser import check_site, require_chromium
 from conftest import TINY, copy_repo, snakemake
 
+from tmf.plan.items import item
+
 pytestmark = pytest.mark.slow
 
 
@@ -68,7 +70,11 @@ def test_maps_lie_on_their_tiles_grids(run: Path):
                                                                            "uint8"), r.image
     assert {p.stem for p in (run / "results/maps/test/previews").glob("*.png")} == set(maps["city"])
     notebook = (run / "reports/notebooks/evaluation.html").read_text()
-    assert "Land-cover maps of whole tiles" in notebook and f"Split test: {len(maps)} tiles" in notebook
+    section = notebook[notebook.index('id="maps_per_city-test"'):notebook.index('id="evaluation_runs"')]
+    assert "<h3>split test</h3>" in notebook and item("map_previews").title in section
+    for city, n in maps.groupby("city").size().items():  # the table: city, the model, its tiles, ...
+        assert re.search(rf"<td>{city}</td>\s*<td>[^<]*</td>\s*<td[^>]*>{n}</td>", section), city
+    assert section.count("<img") == maps["city"].nunique()  # one preview per city
 
 
 def test_report_opens_in_a_browser(run: Path):

@@ -102,12 +102,14 @@ def method_names() -> list[str]:
 
 
 def resolve_methods(params: dict[str, Any]) -> list[str]:
-    """``pretrain.methods`` with ``all`` expanded to every registered method; an unknown name is an error naming
-    the parameter (and the closest method)."""
+    """``pretrain.methods`` with ``all`` expanded to every registered RGB method (the multi-modal ones need
+    elevation: name them); an unknown name is an error naming the parameter (and the closest method)."""
+    from tmf.modalities import is_multimodal
+
     registry = method_names()
     methods = params["pretrain"]["methods"]
     if "all" in methods:
-        return registry
+        return [m for m in registry if not is_multimodal(m)]
     for m in methods:
         check_name("pretrain.methods", m, [*registry, "all"], "method")
     return list(methods)

@@ -1,4 +1,5 @@
 # download or generate → index and check every tile → tinyMiniFrance subsampling → packed training arrays
+# (with the elevation arrays where data.source has a DEM: the plan's pack outputs, tmf.plan.paths)
 
 
 localrules:
@@ -82,7 +83,7 @@ rule subsample:
         SOFTWARE
     shell:
         "tmf subsample --tiles {input.tiles} --root {input.raw} --out {params.out} --workers {threads} "
-        "--cfg {params.cfg:q} > {log} 2>&1"
+        "--dem {params.dem} --cfg {params.cfg:q} > {log} 2>&1"
 
 
 rule pack:

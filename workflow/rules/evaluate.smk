@@ -75,9 +75,22 @@ rule collect_evaluation:
             category="Evaluation",
             labels={"table": "mean ± std over seeds"},
         ),
+        # with the multi-modal protocols: the pretraining x downstream modalities grid (seed 000 Table 4.3)
+        **{
+            key: report(
+                path,
+                caption="../report/evaluation_modality_grid.rst",
+                category="Evaluation",
+                labels={"table": "modalities (Table 4.3)"},
+            )
+            for key, path in job_output("collect_evaluation").items()
+            if key == "grid"
+        },
+    params:
+        **job_params("collect_evaluation"),
     log:
         "logs/evaluate/collect.log",
     conda:
         SOFTWARE
     shell:
-        "tmf collect --inputs {input.metrics} --out {output.summary} > {log} 2>&1"
+        "tmf collect --inputs {input.metrics} --out {output.summary} {params.grid:q} > {log} 2>&1"

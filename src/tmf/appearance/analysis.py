@@ -34,12 +34,22 @@ SPLIT_COLUMNS = ["seed", "train_split", "test_split", "iou", "iot"]
 
 
 def city_splits(manifest: pd.DataFrame) -> dict[str, str]:
-    """city → split, as the manifest says (one split per city, checked)."""
-    pairs = manifest[["city", "split"]].drop_duplicates()
-    dup = pairs["city"][pairs["city"].duplicated()]
-    if len(dup):
-        raise ValueError(f"manifest: city {dup.iloc[0]!r} appears in more than one split")
-    return dict(zip(pairs["city"], pairs["split"], strict=True))
+    """city → split, as the manifest says. A city whose sub-tiles lie in several splits (``data.missing_label:
+    unlabeled`` indexes the label-less tiles of a labeled city in the unlabeled split) takes the split of most of
+    them (the first of ``SPLITS`` on a tie), with a warning: its surface is the city's, drawn from all its
+    sub-tiles."""
+    from tmf.data.minifrance import SPLITS
+
+    counts = manifest.groupby(["city", "split"], sort=False).size()
+    out = {}
+    for city, by_split in counts.groupby(level=0, sort=False):
+        n = by_split.droplevel(0)
+        split = max(n.index, key=lambda s: (int(n[s]), -SPLITS.index(s) if s in SPLITS else -len(SPLITS)))
+        if len(n) > 1:
+            log.warning("city %s has sub-tiles in the splits %s; the appearance analysis takes it as %s",
+                        city, {s: int(k) for s, k in n.items()}, split)
+        out[city] = split
+    return out
 
 
 def _ordered(cities: list[str], split: str) -> list[str]:

@@ -38,10 +38,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", required=True, help="data root the index's paths are relative to")
     p.add_argument("--out", required=True, help="output folder (data/tinyminifrance)")
     p.add_argument("--workers", type=int, default=1, help="processes cropping cities in parallel")
+    p.add_argument("--dem", choices=["auto", "yes", "no"], default="auto",
+                   help="crop the tiles' RGEALTI elevation under each sub-tile too (manifest gets the elevation "
+                   "columns): yes / no, or auto (default: when the tile index lists any DEM). The workflow "
+                   "passes yes where data.source has elevation (tmf.plan)")
     add_cfg_arguments(p)
     p.set_defaults(func=_subsample)
 
-    p = sub.add_parser("pack", help="stack tinyMiniFrance crops into packed/images.npy and labels.npy")
+    p = sub.add_parser("pack", help="stack tinyMiniFrance crops into packed/images.npy and labels.npy (and dem.npy, "
+                       "dem_valid.npy when the manifest has elevation)")
     p.add_argument("--manifest", required=True, help="data/tinyminifrance/manifest.csv")
     p.add_argument("--out", required=True, help="output folder (data/tinyminifrance/packed)")
     p.add_argument("--workers", type=int, default=1, help="processes reading crops in parallel")
@@ -56,7 +61,7 @@ def _generate(args) -> int:
     syn = cfg["synthetic"]
     t0 = time.perf_counter()
     paths = generate_synthetic(args.out, seed=syn["seed"], tile_scale=syn["tile_scale"],
-                               min_tiles=syn["min_tiles"], tile_size=syn["tile_size"])
+                               min_tiles=syn["min_tiles"], tile_size=syn["tile_size"], dem=cfg["dem"] == "auto")
     log.info("wrote %d synthetic tiles under %s in %.1f s", len(paths), args.out, time.perf_counter() - t0)
     return 0
 
@@ -103,7 +108,8 @@ def _subsample(args) -> int:
     t0 = time.perf_counter()
     tiles = read_tiles_csv(args.tiles)
     manifest = select_subtiles(tiles, cfg["n_subtiles"], cfg["size"], cfg["seed"])
-    out = write_tinyminifrance(manifest, args.root, args.out, workers=args.workers)
+    dem = (tiles["dem"] != "").any() if args.dem == "auto" else args.dem == "yes"
+    out = write_tinyminifrance(manifest, args.root, args.out, workers=args.workers, dem=bool(dem))
     log.info("tinyMiniFrance: %d sub-tiles of %d px in %.1f s -> %s", len(out), cfg["size"],
              time.perf_counter() - t0, args.out)
     return 0
@@ -113,6 +119,6 @@ def _pack(args) -> int:
     from tmf.data.subsample import pack
 
     t0 = time.perf_counter()
-    images, labels = pack(args.manifest, args.out, workers=args.workers)
-    log.info("packed %s and %s in %.1f s", images, labels, time.perf_counter() - t0)
+    written = pack(args.manifest, args.out, workers=args.workers)
+    log.info("packed %s in %.1f s", ", ".join(map(str, written)), time.perf_counter() - t0)
     return 0

@@ -78,6 +78,9 @@ DFC2022_FOLDERS: tuple[str, ...] = ("labeled_train", "unlabeled_train", "val")
 TILE_CRS = "EPSG:2154"  # Lambert-93
 TILE_RES = 0.5  # m/px of BD ORTHO images and UrbanAtlas rasters
 DEM_NODATA = -99999.0  # RGEALTI no-data value
+# data.source values whose tiles come with an RGEALTI elevation model: DFC2022 (seed 004 §2.7) and the embedded
+# synthetic data, which imitates it; the MiniFrance release has none
+DEM_SOURCES = ("synthetic", "dfc2022")
 # Checksums published for the release archives, checked whenever a `data.url` part has this file name.
 PUBLISHED_CHECKSUMS: dict[str, str] = {
     "labeled_train.zip": "md5:2e87d6a218e466dd0566797d7298c7a9",

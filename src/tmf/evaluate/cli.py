@@ -12,7 +12,8 @@ log = logging.getLogger(__name__)
 
 def register(sub: argparse._SubParsersAction) -> None:
     from tmf.config import method_names
-    from tmf.plan import BASELINES, HEAD_PROTOCOLS, PROTOCOLS
+    from tmf.modalities import SUBSETS
+    from tmf.plan import BASELINES, HEAD_PROTOCOLS, MODAL_PROTOCOLS, PROTOCOLS
 
     p = sub.add_parser(
         "evaluate",
@@ -21,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--protocol", required=True,
                    help=choices_help("the protocol (docs/evaluation.md)", PROTOCOLS)
-                   + f"; {' and '.join(HEAD_PROTOCOLS)} with their head dimension: <protocol>_d<dim>")
+                   + f"; {' and '.join(HEAD_PROTOCOLS)} with their head dimension: <protocol>_d<dim>; "
+                   + f"{' and '.join(MODAL_PROTOCOLS)} with their subset of modalities: <protocol>_<subset> "
+                   + f"(subset: {', '.join(SUBSETS)})")
     p.add_argument("--method", required=True,
                    help=choices_help("a pretraining method (with --encoder results/pretrain/<method>/seed<k>/"
                                      "encoder.pt) or a baseline", [*method_names(), *BASELINES]))
@@ -47,17 +50,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--inputs", nargs="+", required=True, help="metrics.json files")
     c.add_argument("--out", default="results/evaluate/summary.csv",
                    help="summary.csv to write (summary_agg.csv goes beside it)")
+    c.add_argument("--grid", default="", help="also write the multi-modal runs in seed 000 Table 4.3's shape to this "
+                   "CSV (results/evaluate/modality_grid.csv); empty: not written")
     c.set_defaults(func=_collect)
 
 
 def _evaluate(args) -> int:
-    from tmf.config import check_name, method_names, section_arg
-    from tmf.evaluate.run import run_job
-    from tmf.plan import BASELINES, PROTOCOLS, split_protocol
+    import json
 
-    check_name("--protocol", split_protocol(args.protocol)[0], PROTOCOLS, "protocol")
+    from tmf.config import ParamsError, check_name, method_names, section_arg
+    from tmf.evaluate.run import run_job
+    from tmf.plan import BASELINES, PROTOCOLS, split_modal, split_protocol
+
+    base, subset = split_modal(split_protocol(args.protocol)[0])
+    check_name("--protocol", base, PROTOCOLS, "protocol")
     check_name("--method", args.method, [*method_names(), *BASELINES], "method")
-    cfg = section_arg(args.cfg, args.params, "evaluate")
+    cfg_json, elevation = args.cfg, None
+    if cfg_json:  # the workflow adds the elevation section to the dem subsets' evaluate section
+        try:
+            d = json.loads(cfg_json)
+        except json.JSONDecodeError as e:
+            raise ParamsError(f"--cfg for evaluate: not valid JSON: {e}") from None
+        if isinstance(d, dict) and "elevation" in d:
+            elevation = d.pop("elevation")
+            cfg_json = json.dumps(d)
+    cfg = section_arg(cfg_json, args.params, "evaluate")
+    if subset is not None and "dem" in subset:
+        cfg["elevation"] = section_arg(json.dumps(elevation) if elevation is not None else None, args.params,
+                                       "elevation")
     m = run_job(args.protocol, args.method, args.fraction, args.seed, args.manifest, args.packed, args.encoder,
                 args.out, cfg, device=args.device, threads=args.threads, run=args.run,
                 save_model=args.save_model)
@@ -78,6 +98,6 @@ def _evaluate(args) -> int:
 def _collect(args) -> int:
     from tmf.evaluate.summary import collect
 
-    out, agg = collect(args.inputs, args.out)
+    out, agg = collect(args.inputs, args.out, grid=args.grid or None)
     log.info("wrote %s and %s", out, agg)
     return 0

@@ -72,15 +72,19 @@ def load_encoder(backbone: str, path: str | Path | None) -> nn.Module:
 
 # ---------------------------------------------------------------- training pools
 class TrainPool:
-    """Sub-tiles held as uint8 tensors on the device; ``sample`` cuts an augmented batch.
+    """Sub-tiles held as uint8 tensors on the device; ``sample`` cuts an augmented batch, :meth:`to_input` makes it
+    the model's input.
 
     Augmentation (``augment``): random crop of side ``crop`` (the whole sub-tile if ``crop`` ≥ its side), a random
     multiple of 90° and a random left–right flip (nadir images have no up, SPEC.md §4 "remote-sensing practice"):
-    FixMatch's weak augmentation α(·) (seed 004 §3.3.2).
+    FixMatch's weak augmentation α(·) (seed 004 §3.3.2). ``extra``: float channels co-registered with the images
+    (n, C, S, S), e.g. the elevation input of the multi-modal protocols, cut with the same crop, flip and rotation
+    (the same gather) and stacked after the RGB channels by :meth:`to_input` (``rgb=False``: the extra channels
+    alone).
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray | None, device: torch.device, crop: int,
-                 augment: bool = True):
+                 augment: bool = True, extra: torch.Tensor | None = None, rgb: bool = True):
         if len(images) == 0:
             raise ValueError("TrainPool: no sub-tile to train on")
         self.images = torch.from_numpy(np.ascontiguousarray(images)).to(device)  # (n, S, S, 3) uint8
@@ -92,6 +96,21 @@ class TrainPool:
         self.crop = min(int(crop), self.side)
         self.augment = augment
         self.device = device
+        self.rgb = rgb
+        if extra is not None and (extra.shape[0] != self.n or tuple(extra.shape[2:]) != (self.side, self.side)):
+            raise ValueError(f"TrainPool: extra channels {tuple(extra.shape)} not co-registered with the "
+                             f"{self.n} sub-tiles of {self.side} px")
+        # channels last, like the images, so that one gather cuts both
+        self.extra = extra.to(device).permute(0, 2, 3, 1).contiguous() if extra is not None else None
+        self._extra_crop = None
+
+    def to_input(self, x_uint8: torch.Tensor) -> torch.Tensor:
+        """The model input of the batch :meth:`sample` returned last: the normalised RGB (:func:`to_input`), with
+        the extra channels of the same crops after them."""
+        if self.extra is None:
+            return to_input(x_uint8, self.device)
+        parts = ([normalise_uint8(x_uint8)] if self.rgb else []) + [self._extra_crop]
+        return torch.cat(parts, 1).contiguous(memory_format=memory_format(self.device))
 
     def sample(self, batch: int, gen: torch.Generator):
         """``(x_uint8 (B, 3, c, c), y int64 (B, c, c) or None)``; every random draw comes from ``gen`` (on the CPU
@@ -109,6 +128,8 @@ class TrainPool:
         idx, rows, cols, rots, flips = (d.to(self.device, non_blocking=True) for d in draws)
         flat = dihedral_crop_index(self.side, self.crop, idx, rows, cols, rots, flips)
         x = self.images.view(-1, 3)[flat].permute(0, 3, 1, 2)
+        if self.extra is not None:
+            self._extra_crop = self.extra.view(-1, self.extra.shape[-1])[flat].permute(0, 3, 1, 2)
         y = self.targets.view(-1)[flat].long() if self.targets is not None else None
         return x, y
 
@@ -135,9 +156,10 @@ def _pad32(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
 
 @torch.no_grad()
 def predict_dense(predict_fn, packed: Packed, rows: np.ndarray, device: torch.device, batch: int,
-                  keep: np.ndarray | None = None):
+                  keep: np.ndarray | None = None, inputs=None):
     """Run ``predict_fn(x_float (B, 3, H', W')) → logits (B, 14, H', W')`` over ``rows`` of the packed arrays and
-    accumulate one confusion matrix per city (over the scored ids; ignored ids dropped).
+    accumulate one confusion matrix per city (over the scored ids; ignored ids dropped). ``inputs(rows) → x``:
+    the model input of some rows (default: their normalised RGB; the multi-modal protocols stack elevation).
 
     Returns ``(per_city {city: cm (14, 14) int64}, kept {row: predicted ids uint8 (S, S)})`` where ``kept`` holds
     the predictions of the rows listed in ``keep`` (for the figure).
@@ -149,9 +171,12 @@ def predict_dense(predict_fn, packed: Packed, rows: np.ndarray, device: torch.de
     lut = torch.as_tensor(np.asarray(SCORED_IDS, dtype=np.uint8), device=device)
     for start in range(0, len(rows), batch):
         chunk = np.asarray(rows[start:start + batch])
-        x = torch.from_numpy(np.ascontiguousarray(packed.images[chunk])).to(device, non_blocking=True)
         y = torch.from_numpy(targets(np.ascontiguousarray(packed.labels[chunk])).astype(np.uint8)).to(device)
-        x = to_input(x.permute(0, 3, 1, 2), device)
+        if inputs is None:
+            x = torch.from_numpy(np.ascontiguousarray(packed.images[chunk])).to(device, non_blocking=True)
+            x = to_input(x.permute(0, 3, 1, 2), device)
+        else:
+            x = inputs(chunk)
         xp, h, w = _pad32(x)
         with autocast(device):
             logits = predict_fn(xp)

@@ -43,7 +43,6 @@ from tmf.evaluate.engine import (
     masked_cross_entropy,
     predict_dense,
     score_cities,
-    to_input,
 )
 from tmf.evaluate.semisup import UnlabeledTerm, aux_channels
 from tmf.evaluate.testsets import Fold
@@ -117,8 +116,11 @@ def finetune_steps(ft: dict, n_train: int) -> int:
 
 def train_segmentation(model: SegmentationModel, pool: TrainPool, cfg: dict, device: torch.device,
                        gen: torch.Generator, *, encoder_lr_scale: float, freeze_steps: int,
-                       term: UnlabeledTerm | None = None, log_every: int = 0) -> dict[str, Any]:
+                       term: UnlabeledTerm | None = None, log_every: int = 0, contrast=None,
+                       alpha: float = 0.0) -> dict[str, Any]:
     """Train ``model`` for ``cfg['steps']`` steps on batches of ``pool``, plus λ·L_u of ``term`` (semi-supervised).
+    ``contrast(stage_outputs, y) → scalar``: a representation term weighted ``alpha`` against the cross-entropy,
+    L = α·contrast + (1 − α)·CE (MM-SupCon + CE, seed 000 eq. 4.5; tmf.evaluate.multimodal).
 
     Returns ``{"steps", "seconds", "images_per_s", "crops_per_s", "final_loss", "history": [[step, loss], ...]}``
     and, with a term, ``final_unlabeled_loss``, ``confident_share`` (FixMatch: share of unlabeled pixels above ω,
@@ -141,7 +143,7 @@ def train_segmentation(model: SegmentationModel, pool: TrainPool, cfg: dict, dev
             g["lr"] = g["base_lr"] * f * (0.0 if (frozen and g["name"] == "encoder") else 1.0)
         model.backbone.train(not frozen)
         x8, y = pool.sample(batch, gen)
-        x = to_input(x8, device)
+        x = pool.to_input(x8)  # the RGB, and the pool's extra channels (elevation) after them
         drawn = term.sample(gen) if term is not None else None
         extra = term.inputs(drawn) if term is not None else []
         inputs = torch.cat([x, *extra]) if extra else x
@@ -150,6 +152,8 @@ def train_segmentation(model: SegmentationModel, pool: TrainPool, cfg: dict, dev
                 feats = model.backbone.feature_maps(inputs)
             logits = model.head(model.decoder(feats, inputs.shape[-2:]))
             loss = masked_cross_entropy(logits[:batch], y)
+            if contrast is not None and alpha > 0:
+                loss = (1 - alpha) * loss + alpha * contrast([f[:batch] for f in feats], y)
             if term is not None:
                 lu, share = term.loss(model, logits[batch:], drawn, frozen)
                 loss = loss + term.weight * lu

@@ -18,6 +18,7 @@ from tmf.plan import (
     FINETUNE_PROTOCOLS,
     FIXMATCH_PROTOCOL,
     HEAD_PROTOCOLS,
+    MODAL_PROTOCOLS,
     PROTOCOLS,
     SCENE_PROTOCOLS,
     SEGNET_PROTOCOL,
@@ -25,6 +26,8 @@ from tmf.plan import (
     fraction_tag,
     is_ssl,
     runs,
+    runs_subset,
+    split_modal,
     split_protocol,
 )
 
@@ -37,10 +40,22 @@ MEASURED = ("oa", "miou", "kappa", "hierarchical_cost", "per_class_iou", "per_ci
 MEASURED_TRAIN = ("final_loss", "images_per_s", "seconds")
 
 
-def _check_job(protocol: str, method: str, fraction: float, seed: int, encoder: str | None) -> None:
+def _check_job(protocol: str, method: str, fraction: float, seed: int, encoder: str | None,
+               subset: str | None = None) -> None:
+    from tmf.modalities import RGB, method_modalities
+
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {list(PROTOCOLS)}")
-    if not runs(protocol, method):
+    if (protocol in MODAL_PROTOCOLS) != (subset is not None):
+        raise ValueError(f"protocol {protocol!r}: the multi-modal protocols are {MODAL_PROTOCOLS} with a subset "
+                         f"suffix, e.g. {MODAL_PROTOCOLS[0]}_rgb_dem")
+    if subset is not None and not runs_subset(method, subset):
+        raise ValueError(f"method {method!r} (pretrained on {list(method_modalities(method))}) cannot be evaluated "
+                         f"on the modalities {subset!r}")
+    if subset is None and RGB not in method_modalities(method):
+        raise ValueError(f"method {method!r} pretrained no RGB encoder: it runs only the multi-modal protocols "
+                         f"{MODAL_PROTOCOLS} on its modalities {list(method_modalities(method))}")
+    if subset is None and not runs(protocol, method):
         if method in TRAINED_BASELINES:
             usable = [p for p in FINETUNE_PROTOCOLS if runs(p, method)]
             hint = " (FixMatch from scratch is the method 'fixmatch')" if protocol == FIXMATCH_PROTOCOL else ""
@@ -70,7 +85,10 @@ def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: st
     What is scored is the job's test set (``evaluate.test_set``, :mod:`tmf.evaluate.testsets`), recorded in
     ``metrics.json`` as ``test_set`` (and ``test_set_info``); a test set of several folds (``cross_city``) trains
     one model per fold from the same start and pools their confusion matrices. A method that needs labels the
-    data does not have (the oracle on the public releases) writes ``status: skipped`` with the reason instead."""
+    data does not have (the oracle on the public releases) writes ``status: skipped`` with the reason instead.
+
+    The multi-modal protocols (``finetune_mm_<subset>``, ``supcon_mm_<subset>``) also read ``cfg["elevation"]``
+    (the ``elevation`` section) for the dem subsets and ``cfg["multimodal"]`` for supcon_mm."""
     import torch
 
     from tmf.data.packed import open_packed
@@ -85,20 +103,23 @@ def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: st
     fraction, seed = float(fraction), int(seed)
     name = protocol
     protocol, head_dim = split_protocol(name)
+    protocol, subset = split_modal(protocol)
     if (protocol in HEAD_PROTOCOLS) != (head_dim is not None):
         raise ValueError(f"protocol {name!r}: the head protocols are {HEAD_PROTOCOLS} with a dimension suffix, "
                          f"e.g. {HEAD_PROTOCOLS[0]}_d3")
-    _check_job(protocol, method, fraction, seed, encoder)
+    _check_job(protocol, method, fraction, seed, encoder, subset)
     if save_model and protocol in SCENE_PROTOCOLS:
         raise ValueError(f"--save-model: protocol {protocol!r} classifies whole sub-tiles; it trains no model that "
                          "maps pixels")
+    if save_model and subset is not None:
+        raise ValueError(f"--save-model: protocol {name!r} also reads elevation; the maps read the RGB tiles only")
     if head_dim is not None:
         cfg = {**cfg, "hyperbolic": {**cfg["hyperbolic"], "dim": head_dim}}
     dev = resolve_device(device)
     configure(dev, threads)
     data = open_packed(manifest, packed)
     identity = {"schema_version": METRICS_SCHEMA_VERSION, "protocol": name, "method": method, "fraction": fraction,
-                "seed": seed, "head_dim": head_dim, "encoder": encoder or "none",
+                "seed": seed, "head_dim": head_dim, "subset": subset, "encoder": encoder or "none",
                 "backbone": None if protocol == SEGNET_PROTOCOL else cfg["backbone"]}
     title = f"{name} / {method} / {fraction_tag(fraction)} / seed {seed}"
     out = Path(out)
@@ -121,6 +142,15 @@ def run_job(protocol: str, method: str, fraction: float, seed: int, manifest: st
     folds = []
     for fold in ts.folds:
         seed_everything(seed)  # every fold starts from the same initialisation
+        if subset is not None:  # the multi-modal protocols: an encoder per modality of the subset, fused
+            from tmf.evaluate.multimodal import load_modal_encoders, run_finetune_mm
+            from tmf.modalities import SUBSETS
+
+            encoders = load_modal_encoders(cfg["backbone"], cfg.get("elevation"), encoder, SUBSETS[subset])
+            alpha = float(cfg["multimodal"]["alpha"]) if protocol == "supcon_mm" else 0.0
+            res = run_finetune_mm(data, encoders, method, fraction, seed, cfg, dev, fold, subset, alpha)
+            folds.append(res)
+            continue
         backbone = None if protocol == SEGNET_PROTOCOL else load_encoder(cfg["backbone"], encoder)
         if protocol in FINETUNE_PROTOCOLS:
             res = run_finetune(data, backbone, method, fraction, seed, cfg, dev, fold, head=HEAD_OF_PROTOCOL[protocol],

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tmf.io import read_json, write_csv
-from tmf.plan import ENCODER_BASELINES, TRAINED_BASELINES, is_ssl
+from tmf.plan import ENCODER_BASELINES, TRAINED_BASELINES, is_ssl, split_modal
 
 log = logging.getLogger(__name__)
 
@@ -91,13 +91,54 @@ def aggregate_table(summary):
     return agg
 
 
-def collect(paths: list[str | Path], out: str | Path) -> tuple[Path, Path]:
-    """Write ``out`` (summary.csv: one row per run) and ``summary_agg.csv`` beside it (mean ± std over seeds)."""
+GRID_COLUMNS = ("protocol", "test_set", "fraction", "pretraining", "method", "downstream", "subset", "n_seeds",
+                "n_train", "miou_mean", "miou_std", "oa_mean", "oa_std", "kappa_mean", "kappa_std")
+_GRID_SCORES = GRID_COLUMNS[GRID_COLUMNS.index("n_seeds"):]
+
+
+def modality_grid(agg):
+    """The multi-modal protocols' runs in the shape of seed 000 Table 4.3: one row per (protocol, test set, label
+    fraction, pretraining, downstream modalities), mean and std over seeds (columns :data:`GRID_COLUMNS`). ``pretraining``:
+    ``random init`` (Table 4.3's "None"), ``RGB``, ``DEM``, ``RGB + DEM``, ``RGB + DEM ⋆`` (no in-modality views) or
+    ``RGB (<method>)``; ``downstream``: the subset's modalities."""
+    import pandas as pd
+
+    from tmf.modalities import SUBSETS, pretraining_label, subset_label
+
+    rows = []
+    for _, r in agg.iterrows():
+        base, subset = split_modal(r["protocol"])
+        if subset is None or r["status"] != "ok":
+            continue
+        rows.append({"protocol": base, "test_set": r["test_set"], "fraction": r["fraction"],
+                     "pretraining": pretraining_label(r["method"]), "method": r["method"],
+                     "downstream": subset_label(subset), "subset": subset, **{k: r[k] for k in _GRID_SCORES}})
+    frame = pd.DataFrame(rows, columns=list(GRID_COLUMNS))
+    order = {s: i for i, s in enumerate(SUBSETS)}
+    frame = frame.assign(_r=frame["method"].map(_row_rank), _s=frame["subset"].map(order))
+    return frame.sort_values(["protocol", "test_set", "fraction", "_r", "method", "_s"], kind="stable").drop(
+        columns=["_r", "_s"]).reset_index(drop=True)
+
+
+def _row_rank(method: str) -> int:
+    """Table 4.3's row order: None, single modalities, both, both ⋆; other methods last."""
+    from tmf.modalities import METHOD_MODALITIES
+
+    order = ["random", "mm_ssl_rgb", "mm_ssl_dem", "mm_ssl", "mm_ssl_star"]
+    return order.index(method) if method in order else len(order) + (method in METHOD_MODALITIES)
+
+
+def collect(paths: list[str | Path], out: str | Path, grid: str | Path | None = None) -> tuple[Path, Path]:
+    """Write ``out`` (summary.csv: one row per run) and ``summary_agg.csv`` beside it (mean ± std over seeds), and
+    with ``grid`` the multi-modal runs in Table 4.3's shape (:func:`modality_grid`)."""
     out = Path(out)
     summary = summary_table(paths)
     agg_path = out.with_name(out.stem + "_agg.csv")
     write_csv(out, summary)
-    write_csv(agg_path, aggregate_table(summary))
+    agg = aggregate_table(summary)
+    write_csv(agg_path, agg)
+    if grid:
+        write_csv(Path(grid), modality_grid(agg))
     sets = summary.groupby("test_set").size().to_dict()
     skipped = int((summary["status"] == "skipped").sum())
     log.info("%d runs, by test set %s%s", len(summary), sets, f"; {skipped} skipped" if skipped else "")

@@ -106,6 +106,7 @@ class SegmentationModel(nn.Module):
         self.head = head
         self.n_classes = n_classes
         self.aux_head = nn.Conv2d(c, aux_channels, 1) if aux_channels > 0 else None
+        self.extra_heads = nn.ModuleDict()  # heads of training-only terms (MM-SupCon's projections), lr of the head
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.backbone.feature_maps(x), x.shape[-2:])
@@ -125,6 +126,7 @@ class SegmentationModel(nn.Module):
         return self.aux_head(self.decode(x))
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Parameters by part: ``encoder``, ``decoder`` (decoder + auxiliary head), ``head``."""
+        """Parameters by part: ``encoder``, ``decoder`` (decoder + auxiliary head), ``head`` (+ ``extra_heads``)."""
         dec = list(self.decoder.parameters()) + (list(self.aux_head.parameters()) if self.aux_head else [])
-        return {"encoder": list(self.backbone.parameters()), "decoder": dec, "head": list(self.head.parameters())}
+        return {"encoder": list(self.backbone.parameters()), "decoder": dec,
+                "head": list(self.head.parameters()) + list(self.extra_heads.parameters())}

@@ -13,6 +13,7 @@ from tmf.plan.names import (
     FINETUNE_PROTOCOLS,
     FIXMATCH_PROTOCOL,
     HEAD_PROTOCOLS,
+    MODAL_PROTOCOLS,
     PROBE_PROTOCOLS,
     PROTOCOLS,
     SCENE_PROTOCOLS,
@@ -24,12 +25,16 @@ from tmf.plan.names import (
     fraction_tag,
     head_protocol,
     is_ssl,
+    modal_protocol,
     runs,
+    runs_subset,
     semisup_term,
+    split_modal,
     split_protocol,
 )
 
 __all__ = ["BASELINES", "ENCODER_BASELINES", "FINETUNE_PROTOCOLS", "FIXMATCH_PROTOCOL", "HEAD_PROTOCOLS",
-           "PROBE_PROTOCOLS", "PROTOCOLS", "SCENE_PROTOCOLS", "SEGNET_PROTOCOL", "SEMISUPERVISED_BASELINES", "SEMISUPERVISED_LOSS",
-           "TRAINED_BASELINES", "Job", "Plan", "architecture", "as_json", "fraction_tag", "head_protocol", "is_ssl",
-           "runs", "semisup_term", "split_protocol"]
+           "MODAL_PROTOCOLS", "PROBE_PROTOCOLS", "PROTOCOLS", "SCENE_PROTOCOLS", "SEGNET_PROTOCOL",
+           "SEMISUPERVISED_BASELINES", "SEMISUPERVISED_LOSS", "TRAINED_BASELINES", "Job", "Plan", "architecture",
+           "as_json", "fraction_tag", "head_protocol", "is_ssl", "modal_protocol", "runs", "runs_subset",
+           "semisup_term", "split_modal", "split_protocol"]

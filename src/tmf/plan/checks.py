@@ -12,13 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from tmf.config import ParamsError, check_name, method_names, schema
+from tmf.modalities import DEM, RGB, SUBSETS, method_modalities, needs_dem
 from tmf.plan.names import (
     FIXED_ENCODER_KINDS,
+    MODAL_PROTOCOLS,
     SCENE_PROTOCOLS,
     SEGNET_PROTOCOL,
     SSL_ENCODER,
     TRAINED_BASELINES,
+    has_elevation,
     runs,
+    split_modal,
     split_protocol,
     ssl_encoder_method,
 )
@@ -29,6 +33,7 @@ RESNET_STAGES = 4  # appearance.feature_layer stage<k>: a ResNet has 4 stages, V
 def check(params: dict[str, Any]) -> None:
     """Raise on the first constraint ``params`` (validated, methods resolved) breaks."""
     _check_data(params)
+    _check_elevation(params)
     _check_pretrain(params)
     _check_appearance(params)
     _check_evaluate(params)
@@ -80,6 +85,26 @@ def _check_synthetic_draw(syn: dict[str, Any], sub: dict[str, Any]) -> None:
                           f"min_tiles = {syn['min_tiles']}, tile_size = {size})") from None
 
 
+def _check_elevation(params: dict[str, Any]) -> None:
+    """The multi-modal methods and protocols that read elevation need data that has it. Known here: data.dem none,
+    or a source without DEMs (MiniFrance); a DFC2022 copy whose tiles lack their RGEALTI rasters is found by the
+    job that reads them (tmf.data.packed.Packed.require_dem names the method)."""
+    if has_elevation(params):
+        return
+    d = params["data"]
+    why = "data.dem is none" if d["dem"] == "none" else f"data.source {d['source']!r} has no elevation model " \
+        "(MiniFrance ships none; DFC2022's RGEALTI and the embedded synthetic data have one)"
+    for method in params["pretrain"]["methods"]:
+        if needs_dem(method):
+            raise ParamsError(f"pretrain.methods: {method} pretrains on elevation, but {why}")
+    ev = params["evaluate"]
+    modal = [p for p in ev["protocols"] if p in MODAL_PROTOCOLS]
+    dem_subsets = [s for s in ev["multimodal"]["subsets"] if DEM in SUBSETS[s]]
+    if modal and dem_subsets:
+        raise ParamsError(f"evaluate.multimodal.subsets: {dem_subsets} of evaluate.protocols {modal} need elevation, "
+                          f"but {why}; keep the subset rgb only, or use data with elevation")
+
+
 def _check_pretrain(params: dict[str, Any]) -> None:
     pre = params["pretrain"]
     size = params["subsample"]["size"]
@@ -111,6 +136,9 @@ def _check_appearance(params: dict[str, Any]) -> None:
             raise ParamsError(f"appearance.encoders: {encoder!r} analyses the encoder pretrained by {method!r}, "
                               f"but pretrain.methods is {pre['methods']}: add {method!r} there or remove "
                               f"{encoder!r}")
+        if method in method_names() and RGB not in method_modalities(method):
+            raise ParamsError(f"appearance.encoders: {encoder!r}: {method!r} pretrains no RGB encoder (elevation "
+                              "only), and the appearance analysis encodes the RGB sub-tiles")
         check_name("appearance.encoders", encoder, pretrained + fixed, "encoder")
         resnets.append(encoder)  # pretrain.backbone is a ResNet
     layer = a["feature_layer"]
@@ -153,18 +181,29 @@ def _check_predict(params: dict[str, Any]) -> None:
                           "cross_city trains one per fold; set predict.enabled: false or another evaluate.test_set")
 
 
+def mappable(protocol: str) -> bool:
+    """Whether an evaluation protocol (its folder name) trains a model that maps RGB tiles: a pixel protocol
+    that reads nothing but the image (the maps stage reads the tiles' RGB only)."""
+    base = split_protocol(protocol)[0]
+    return base not in SCENE_PROTOCOLS and split_modal(base)[1] is None
+
+
 def check_map_source(wanted: dict[str, str], planned: list[dict[str, str]]) -> None:
     """``wanted`` (the wildcards predict.* name) must be one of the ``planned`` evaluation jobs' wildcards; else
     an error naming the first parameter that points outside them."""
     protocol, method = wanted["protocol"], wanted["method"]
-    pixel = [w for w in planned if split_protocol(w["protocol"])[0] not in SCENE_PROTOCOLS]
+    pixel = [w for w in planned if mappable(w["protocol"])]
     protocols = sorted({w["protocol"] for w in pixel})
     if not pixel:
-        raise ParamsError("predict.enabled: none of evaluate.protocols makes pixel maps (knn and logreg classify "
-                          "whole sub-tiles); add linear or finetune, or set predict.enabled: false")
+        raise ParamsError("predict.enabled: none of evaluate.protocols makes maps of RGB tiles (knn and logreg "
+                          "classify whole sub-tiles, the multi-modal protocols also read elevation); add linear or "
+                          "finetune, or set predict.enabled: false")
     if split_protocol(protocol)[0] in SCENE_PROTOCOLS:
         raise ParamsError(f"predict.protocol = {protocol!r} classifies whole sub-tiles and makes no map; use one "
                           f"of {protocols}")
+    if not mappable(protocol):
+        raise ParamsError(f"predict.protocol = {protocol!r} also reads elevation, and the maps read the RGB tiles "
+                          f"only; use one of {protocols}")
     if wanted in planned:
         return
     check_name("predict.protocol", protocol, protocols, "protocol (of evaluate.protocols)")

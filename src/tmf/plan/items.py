@@ -76,6 +76,8 @@ ITEMS: tuple[Item, ...] = (
          "Segmentation, next to Table 3.1 (Castillo-Navarro 2022) where comparable", "Ours vs published", on_index=True),
     Item("evaluation", "semisupervised_comparison", "table",
          "Is semi-supervision worth it? U-Net runs vs Tables 3.1 and 3.3 (Castillo-Navarro 2022)", "Evaluation"),
+    Item("evaluation", "modality_grid", "table",
+         "Modalities: pretraining × downstream, mIoU (Table 4.3 of Berg 2024)", "Evaluation"),
     Item("evaluation", "scores_vs_fraction", "figure", "Scores against the label fraction", "Evaluation"),
     Item("evaluation", "per_class_iou", "table", "Per-class IoU", "Evaluation", "Per-class IoU"),
     Item("evaluation", "per_class_iou_bars", "figure", "Per-class IoU at the largest label fraction", "Evaluation",

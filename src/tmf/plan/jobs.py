@@ -12,21 +12,26 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from tmf.modalities import DEM, SUBSETS, needs_dem
 from tmf.plan import paths
-from tmf.plan.checks import check, check_map_source
+from tmf.plan.checks import check, check_map_source, mappable
 from tmf.plan.job import Job, as_json, key
 from tmf.plan.names import (
     FINETUNE_PROTOCOLS,
     HEAD_PROTOCOLS,
     HOLDOUT_TEST_SETS,
-    SCENE_PROTOCOLS,
+    MODAL_PROTOCOLS,
     SEGNET_PROTOCOL,
     TRAINED_BASELINES,
     fraction_tag,
+    has_elevation,
     head_protocol,
     is_ssl,
+    modal_protocol,
     runs,
+    runs_subset,
     semisup_term,
+    split_modal,
     split_protocol,
     ssl_encoder_method,
 )
@@ -120,7 +125,7 @@ class Plan(ReportJobs):
         d = self.params["data"]
         source = d["source"]
         if source == "synthetic":
-            cfg = {"source": "synthetic", "synthetic": d["synthetic"]}
+            cfg = {"source": "synthetic", "synthetic": d["synthetic"], "dem": d["dem"]}
             yield Job("generate", {}, self.output("generate"), {}, {"cfg": as_json(cfg)})
         else:
             cfg = {k: d[k] for k in FETCH_KEYS}
@@ -131,7 +136,7 @@ class Plan(ReportJobs):
                   {"cfg": as_json({k: d[k] for k in INDEX_KEYS})})
         sub = self.output("subsample")
         yield Job("subsample", {}, sub, {"tiles": self.output("index_tiles")["tiles"], "raw": raw},
-                  {"cfg": as_json(self.params["subsample"])})
+                  {"cfg": as_json(self.params["subsample"]), "dem": "yes" if has_elevation(self.params) else "no"})
         yield Job("pack", {}, self.output("pack"), {"manifest": sub["manifest"], "crops": sub["crops"]})
 
     def _appearance(self) -> Iterator[Job]:
@@ -172,31 +177,44 @@ class Plan(ReportJobs):
         yield Job("class_representativeness", {}, self.output("class_representativeness"), packed, {"dpi": dpi})
 
     def pretrain_cfg(self, method: str) -> dict[str, Any]:
-        """Exactly what one method's pretraining depends on: the shared settings and its own method params."""
+        """Exactly what one method's pretraining depends on: the shared settings and its own method params (and
+        the ``elevation`` section for a method that reads elevation, which ``tmf pretrain`` takes apart)."""
         pre = self.params["pretrain"]
         cfg = {k: v for k, v in pre.items() if k not in PRETRAIN_JOB_KEYS}
         cfg["method_params"] = {method: pre["method_params"][method]}
+        if needs_dem(method):
+            cfg["elevation"] = self.params["elevation"]
         return cfg
 
     def _pretrain(self) -> Iterator[Job]:
         pre = self.params["pretrain"]
-        reads = {"manifest": paths.MANIFEST, "images": paths.PACKED_IMAGES}
         for method in pre["methods"]:
+            reads = {"manifest": paths.MANIFEST, "images": paths.PACKED_IMAGES,
+                     **(paths.PACKED_DEM if needs_dem(method) else {})}
             for seed in pre["seeds"]:
                 w = {"method": method, "seed": str(seed)}
                 yield Job("pretrain", w, self.output("pretrain", **w), reads,
                           {"cfg": as_json(self.pretrain_cfg(method)), "device": self.params["device"]})
 
     def evaluation_cfg(self, protocol: str, method: str) -> dict[str, Any]:
-        """Exactly what one evaluation job depends on: the shared settings and its own protocol's section."""
+        """Exactly what one evaluation job depends on: the shared settings and its own protocol's section (the
+        multi-modal protocols: ``finetune``, ``multimodal`` for supcon_mm, and the ``elevation`` section, which
+        ``tmf evaluate`` takes apart, for the dem subsets)."""
         protocol, _ = split_protocol(protocol)  # the head dimension is in the protocol name, not in the params
+        protocol, subset = split_modal(protocol)  # so is the subset of modalities
         ev = self.params["evaluate"]
         cfg = {k: ev[k] for k in EVALUATION_KEYS}
         if ev["test_set"] in HOLDOUT_TEST_SETS:
             cfg["holdout"] = ev["holdout"]
         if method == "imagenet":
             cfg["imagenet_weights"] = ev["imagenet_weights"]
-        if protocol in FINETUNE_PROTOCOLS:
+        if subset is not None:
+            cfg["finetune"] = ev["finetune"]
+            if protocol == "supcon_mm":
+                cfg["multimodal"] = {k: v for k, v in ev["multimodal"].items() if k != "subsets"}
+            if DEM in SUBSETS[subset]:
+                cfg["elevation"] = self.params["elevation"]
+        elif protocol in FINETUNE_PROTOCOLS:
             cfg["finetune"] = ev["finetune"]
             term = semisup_term(protocol, method)
             if term is not None:  # only the job's own unlabeled term
@@ -215,15 +233,26 @@ class Plan(ReportJobs):
         methods = list(dict.fromkeys([*self.params["pretrain"]["methods"], *ev["baselines"]]))
         protocols = []
         for p in ev["protocols"]:
-            protocols += [head_protocol(p, d) for d in ev["hyperbolic"]["dims"]] if p in HEAD_PROTOCOLS else [p]
-        reads = {"manifest": paths.MANIFEST, "images": paths.PACKED_IMAGES, "labels": paths.PACKED_LABELS}
+            if p in HEAD_PROTOCOLS:
+                protocols += [head_protocol(p, d) for d in ev["hyperbolic"]["dims"]]
+            elif p in MODAL_PROTOCOLS:
+                protocols += [modal_protocol(p, s) for s in ev["multimodal"]["subsets"]]
+            else:
+                protocols.append(p)
         metrics = []
         for protocol in protocols:
             base, _ = split_protocol(protocol)
+            base, subset = split_modal(base)
+            reads = {"manifest": paths.MANIFEST, "images": paths.PACKED_IMAGES, "labels": paths.PACKED_LABELS,
+                     **(paths.PACKED_DEM if subset is not None and DEM in SUBSETS[subset] else {})}
             for method in methods:
-                if not runs(base, method):
+                if subset is not None:
+                    if not runs_subset(method, subset):
+                        continue
+                    fractions = ev["fractions"]
+                elif not runs(base, method):
                     continue
-                if method in TRAINED_BASELINES:
+                elif method in TRAINED_BASELINES:
                     fractions = ev["baseline_fractions"]
                 else:
                     fractions = ev["fractions"] if base in FINETUNE_PROTOCOLS else ev["probe_fractions"]
@@ -237,7 +266,9 @@ class Plan(ReportJobs):
                         metrics.append(out["metrics"])
                         yield Job("evaluate", w, out, {**reads, **({"encoder": encoder} if encoder != "none" else {})},
                                   {"cfg": cfg, "encoder": encoder, "device": self.params["device"]})
-        yield Job("collect_evaluation", {}, self.output("collect_evaluation"), {"metrics": metrics})
+        yield Job("collect_evaluation", {}, self.output("collect_evaluation"), {"metrics": metrics},
+                  {"grid": [arg for path in [self.output("collect_evaluation").get("grid")] if path
+                            for arg in ("--grid", path)]})  # the multi-modal grid: its argument, or none
         if self.params["predict"]["enabled"]:  # the job predict.* names also saves its model (rule evaluate_model)
             planned = [j.wildcards for j in self.jobs("evaluate")]
             w = self.map_source(planned)
@@ -252,8 +283,7 @@ class Plan(ReportJobs):
         pr = self.params["predict"]
         protocol, method = pr["protocol"], pr["method"]
         if protocol == "auto":
-            pixel = [p for p in dict.fromkeys(w["protocol"] for w in planned)
-                     if split_protocol(p)[0] not in SCENE_PROTOCOLS]
+            pixel = [p for p in dict.fromkeys(w["protocol"] for w in planned) if mappable(p)]
             protocol = "finetune" if "finetune" in pixel else next(iter(pixel), "")
         if method == "auto":
             method = self.params["pretrain"]["methods"][0]

@@ -9,7 +9,10 @@ Evaluated methods are the self-supervised encoders of ``pretrain.methods`` plus 
 - ``supervised``, ``oracle``, ``berundanet_{l1,l2,kmeans,mumford_shah}`` and ``fixmatch`` are networks trained from
   scratch (:data:`TRAINED_BASELINES`): the fine-tuning protocols only (not ``finetune_fixmatch``), at
   ``evaluate.baseline_fractions`` (seed 004 Table 3.1 uses all labels); ``segnet`` trains them as a SegNet
-  instead of the U-Net (Table 3.1's two columns).
+  instead of the U-Net (Table 3.1's two columns);
+- the multi-modal protocols (:data:`MODAL_PROTOCOLS`) run one job per downstream subset of modalities
+  (``<protocol>_<subset>``), for the methods pretrained on those modalities and ``random`` (:func:`runs_subset`);
+  a method pretrained on elevation alone (``mm_ssl_dem``) runs no RGB protocol.
 
 A job scores its test set (``evaluate.test_set``: :data:`TEST_SETS`, or ``auto``, which picks ``test_cities``
 or ``labeled_holdout`` from the data when the job runs).
@@ -20,9 +23,13 @@ Appearance encoders are ``random-<arch>``, ``imagenet-<arch>`` (arch: a key of `
 
 from __future__ import annotations
 
+from tmf.data.minifrance import DEM_SOURCES
+from tmf.modalities import RGB, SUBSETS, method_modalities
+
 PROTOCOLS = ("linear", "finetune", "finetune_horospherical", "finetune_euclidean", "finetune_fixmatch", "segnet",
-             "knn", "logreg")
+             "knn", "logreg", "finetune_mm", "supcon_mm")
 FINETUNE_PROTOCOLS = ("finetune", "finetune_horospherical", "finetune_euclidean", "finetune_fixmatch", "segnet")
+MODAL_PROTOCOLS = ("finetune_mm", "supcon_mm")  # one job per evaluate.multimodal.subsets (tmf.evaluate.multimodal)
 PROBE_PROTOCOLS = ("linear", "knn", "logreg")
 SCENE_PROTOCOLS = ("knn", "logreg")  # one label per sub-tile (its dominant class): no pixel confusion matrix, no map
 HEAD_PROTOCOLS = ("finetune_horospherical", "finetune_euclidean")  # one job per evaluate.hyperbolic.dims
@@ -49,15 +56,16 @@ def architecture(protocol: str) -> str:
 
 
 def runs(protocol: str, method: str) -> bool:
-    """Whether ``method`` is evaluated under ``protocol`` (``protocol`` without a head dimension).
+    """Whether ``method`` is evaluated under the RGB ``protocol`` (without a head dimension; the multi-modal
+    protocols: :func:`runs_subset`).
 
     Encoders (SSL methods, random, imagenet): every protocol but ``segnet``, which has no ResNet encoder to start
-    from. Networks trained from scratch: the fine-tuning protocols but ``finetune_fixmatch``, whose from-scratch
+    from, when they were pretrained on RGB. Networks trained from scratch: the fine-tuning protocols but ``finetune_fixmatch``, whose from-scratch
     counterpart is the ``fixmatch`` baseline.
     """
     if method in TRAINED_BASELINES:
         return protocol in FINETUNE_PROTOCOLS and protocol != FIXMATCH_PROTOCOL
-    return protocol != SEGNET_PROTOCOL
+    return protocol != SEGNET_PROTOCOL and RGB in method_modalities(method)  # mm_ssl_dem: the modal protocols only
 
 
 # evaluate.test_set (tmf.evaluate.testsets): what a job scores; `auto` picks test_cities or labeled_holdout per data
@@ -85,6 +93,34 @@ def split_protocol(name: str) -> tuple[str, int | None]:
         if name.startswith(base + "_d") and name[len(base) + 2:].isdigit():
             return base, int(name[len(base) + 2:])
     return name, None
+
+
+def modal_protocol(protocol: str, subset: str) -> str:
+    """``finetune_mm`` on ``rgb_dem`` → ``finetune_mm_rgb_dem`` (the job's protocol folder)."""
+    return f"{protocol}_{subset}"
+
+
+def split_modal(name: str) -> tuple[str, str | None]:
+    """``supcon_mm_dem`` → ``("supcon_mm", "dem")``; other protocols → ``(name, None)``."""
+    for base in MODAL_PROTOCOLS:
+        if name.startswith(base + "_") and name[len(base) + 1:] in SUBSETS:
+            return base, name[len(base) + 1:]
+    return name, None
+
+
+def runs_subset(method: str, subset: str) -> bool:
+    """Whether ``method`` is evaluated on the downstream ``subset``: its modalities are among those the method was
+    pretrained on (seed 000 Table 4.3 fills no cell below the diagonal); ``random`` on every subset; the networks
+    trained from scratch on none."""
+    if method in TRAINED_BASELINES or method == "imagenet":
+        return False
+    return method == "random" or set(SUBSETS[subset]) <= set(method_modalities(method))
+
+
+def has_elevation(params: dict) -> bool:
+    """Whether the configuration's data come with elevation: ``data.dem: auto`` and a source that ships it
+    (:data:`tmf.data.minifrance.DEM_SOURCES`)."""
+    return params["data"]["dem"] == "auto" and params["data"]["source"] in DEM_SOURCES
 
 
 def fraction_tag(fraction: float) -> str:

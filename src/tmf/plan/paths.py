@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from tmf.data.minifrance import SPLITS
+from tmf.plan.names import MODAL_PROTOCOLS, has_elevation
 
 # ---- data
 RAW = "data/raw/{source}"  # the public layout, downloaded or generated
@@ -21,6 +22,7 @@ CROPS = [f"{TINY}/{split}" for split in SPLITS]
 PACKED = f"{TINY}/packed"
 PACKED_IMAGES = f"{PACKED}/images.npy"
 PACKED_LABELS = f"{PACKED}/labels.npy"
+PACKED_DEM = {"dem": f"{PACKED}/dem.npy", "dem_valid": f"{PACKED}/dem_valid.npy"}  # when the data has elevation
 
 # ---- appearance (one folder per encoder) and class representativeness
 APPEARANCE = "results/appearance/{encoder}"
@@ -34,6 +36,7 @@ PRETRAIN = "results/pretrain/{method}/seed{seed}"
 EVALUATE = "results/evaluate/{protocol}/{method}/frac{fraction}/seed{seed}"
 EVALUATION_SUMMARY = "results/evaluate/summary.csv"
 EVALUATION_AGGREGATE = "results/evaluate/summary_agg.csv"  # beside the summary, as `tmf collect` writes it
+MODALITY_GRID = "results/evaluate/modality_grid.csv"  # seed 000 Table 4.3's shape, with the multi-modal protocols
 
 # ---- maps (one folder per split of predict.splits)
 MAPS = "results/maps/{split}"
@@ -56,6 +59,7 @@ NOTEBOOKS = ("data", "appearance", "pretraining", "evaluation")  # report pages,
 def outputs(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Every rule's output patterns (wildcards in braces; lists where a job writes one file per seed)."""
     a = APPEARANCE
+    modal = any(p in MODAL_PROTOCOLS for p in params["evaluate"]["protocols"])
     seeds = params["appearance"]["seeds"]
     figures = [*APPEARANCE_FIGURES, *([OVERLAY_FIGURE] if params["appearance"]["overlay_dir"] else [])]
     return {
@@ -63,7 +67,7 @@ def outputs(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "fetch": {"raw": RAW},
         "index_tiles": {"tiles": TILES},
         "subsample": {"manifest": MANIFEST, "shares": CLASS_SHARES, "crops": CROPS},
-        "pack": {"images": PACKED_IMAGES, "labels": PACKED_LABELS},
+        "pack": {"images": PACKED_IMAGES, "labels": PACKED_LABELS, **(PACKED_DEM if has_elevation(params) else {})},
         "appearance_encode": {"features": f"{a}/features.npy", "info": f"{a}/encoder.json"},
         "appearance_embed": {"embedding": f"{a}/embedding_seed{{seed}}.npy"},
         "appearance_score": {"summary": f"{a}/summary.json", "coverage": f"{a}/coverage_summary.csv",
@@ -83,7 +87,8 @@ def outputs(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
                            "model": f"{EVALUATE}/model.pt"},
         "predict": {"index": f"{MAPS}/maps.csv", "maps": f"{MAPS}/tiles"},  # maps: tiles/<City>/<stem>.tif
         "map_previews": {"previews": f"{MAPS}/previews"},  # <City>.png
-        "collect_evaluation": {"summary": EVALUATION_SUMMARY, "aggregate": EVALUATION_AGGREGATE},
+        "collect_evaluation": {"summary": EVALUATION_SUMMARY, "aggregate": EVALUATION_AGGREGATE,
+                               **({"grid": MODALITY_GRID} if modal else {})},
         **{f"report_items_{name}": {} for name in NOTEBOOKS},  # one file per item: filled in by the plan
         **{f"report_{name}": {"html": fill(NOTEBOOK, {"name": name}) + ".html",
                               "ipynb": fill(NOTEBOOK, {"name": name}) + ".ipynb"} for name in NOTEBOOKS},

@@ -37,7 +37,8 @@ def describe(name: str, keys: dict[str, Any]) -> str:
     words = []
     for k in item(name).per:
         v = keys[k]
-        words.append(f"{fraction(v)} of the labels" if k == "fraction" else f"seed {v}" if k == "seed" else str(v))
+        words.append(f"{fraction(v)} of the labels" if k == "fraction" else f"{k} {v}" if k in ("seed", "split")
+                     else str(v))
     return " · ".join(words)
 
 

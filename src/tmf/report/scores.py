@@ -249,3 +249,26 @@ def maps_per_city(ctx: Context, split: str) -> pd.DataFrame:
     table.insert(1, "model", ", ".join(models))
     return table.rename(columns={c: class_name(int(c.split()[0]), short=True) for c in table.columns
                                  if c.split()[0].isdigit()})
+
+
+def modality_grid(ctx: Context) -> pd.DataFrame:
+    """The multi-modal runs in the shape of seed 000 Table 4.3: per protocol, test set and label fraction, one row
+    per pretraining (``random init``: Table 4.3's "None"; ``⋆``: MM-SSL without in-modality views) and one column per
+    downstream set of modalities, mIoU (%, mean ± std over seeds); "—" where a cell is not run (the source's "-").
+    Table 4.3 reports scene accuracy on Meter-ML, ours is segmentation: compare the pattern (which cells beat the
+    random-init row), not the values."""
+    from tmf.evaluate.summary import modality_grid as grid_of
+    from tmf.modalities import SUBSETS, subset_label
+
+    grid = grid_of(_aggregate(ctx))
+    if grid.empty:
+        return pd.DataFrame([{"pretraining": "no multi-modal run in this configuration (params/multimodal.yaml "
+                                             "runs them)"}])
+    cols = [subset_label(s) for s in SUBSETS if s in set(grid["subset"])]
+    rows = []
+    for (protocol, test_set, frac, pre), g in grid.groupby(["protocol", "test_set", "fraction", "pretraining"],
+                                                         sort=False):
+        cells = {r.downstream: pct(r.miou_mean, r.miou_std) for r in g.itertuples()}
+        rows.append({"protocol": protocol, "test set": test_set_label(test_set), "label fraction": fraction(frac),
+                     "pretraining": pre, **{c: cells.get(c, "—") for c in cols}, "seeds": int(g["n_seeds"].min())})
+    return pd.DataFrame(rows)

@@ -160,8 +160,7 @@ def crop_flip_rotate(x: torch.Tensor, size: int, scale: tuple[float, float], cfg
     if hgt != wid:
         raise ValueError(f"crop_flip_rotate: square images expected, got {hgt}x{wid}")
     p, q, swap = _crop_matrices(b, size, wid, scale, cfg, g, batch, offset, x.device)
-    z = torch.where(swap.view(-1, 1, 1, 1), x.transpose(2, 3), x)
-    return p.to(x.dtype).unsqueeze(1) @ z @ q.to(x.dtype).transpose(1, 2).unsqueeze(1)
+    return _geometry(x, p, q, swap)
 
 
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's rgb_to_grayscale
@@ -287,6 +286,31 @@ def make_views(images_uint8: torch.Tensor, crop_specs, crop_size: int, cfg: Augm
     clamp to [0, 1] comes after the blur instead of before it, and the contrast's mean luma is that of the
     blurred crop (identical whenever jitter does not saturate; the mean barely moves under a blur).
     """
+    return _views(images_uint8, None, crop_specs, crop_size, cfg, g, batch, offset, memory_format, out_dtype,
+                  work)[0]
+
+
+def make_paired_views(images_uint8: torch.Tensor, other: torch.Tensor, crop_specs, crop_size: int,
+                      cfg: AugmentConfig, g: torch.Generator, batch: int | None = None, offset: int = 0,
+                      memory_format: torch.memory_format = torch.contiguous_format,
+                      out_dtype: torch.dtype | None = None, rgb: bool = True
+                      ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The views of :func:`make_views` (``rgb``; an empty list without) and, with the same geometry, the views of a
+    co-registered float batch ``other`` (b, C, S, S) (the elevation channels): the same crop, flips and 90°
+    rotation per sample and spec, pixel for pixel, without the optical steps (colour jitter, blur, ImageNet
+    normalisation). The random numbers are those of :func:`make_views` (its RGB views are the same)."""
+    return _views(images_uint8, other, crop_specs, crop_size, cfg, g, batch, offset, memory_format, out_dtype,
+                  None, rgb)
+
+
+def _geometry(x: torch.Tensor, p: torch.Tensor, q: torch.Tensor, swap: torch.Tensor) -> torch.Tensor:
+    """view = P·Z·Qᵀ per channel, Z = x or its transpose where ``swap`` (:func:`_crop_matrices`)."""
+    z = torch.where(swap.view(-1, 1, 1, 1), x.transpose(2, 3), x)
+    return p.to(x.dtype).unsqueeze(1) @ z @ q.to(x.dtype).transpose(1, 2).unsqueeze(1)
+
+
+def _views(images_uint8, other, crop_specs, crop_size, cfg, g, batch, offset, memory_format, out_dtype, work,
+           rgb: bool = True) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     if images_uint8.dtype != torch.uint8 or images_uint8.ndim != 4 or images_uint8.shape[-1] != 3 \
             or images_uint8.shape[1] != images_uint8.shape[2]:
         raise ValueError(f"expected square uint8 images (B, S, S, 3), got {tuple(images_uint8.shape)} "
@@ -296,26 +320,36 @@ def make_views(images_uint8: torch.Tensor, crop_specs, crop_size: int, cfg: Augm
     batch = b if batch is None else batch
     if offset < 0 or offset + b > batch:
         raise ValueError(f"slice [{offset}, {offset + b}) outside the global batch of {batch}")
+    if other is not None and (other.ndim != 4 or other.shape[0] != b or other.shape[2:] != (s_in, s_in)):
+        raise ValueError(f"paired views: expected a co-registered batch ({b}, C, {s_in}, {s_in}), got "
+                         f"{tuple(other.shape)}")
     wd = work or work_dtype(dev)
     out_dtype = out_dtype or wd
     # once per batch: the images as (b, y, 4, x) in [0, 255] with their luma as a 4th channel (every spatial step is
     # linear, so the luma of a view is the view of the luma), channels inside each row so that both resampling
     # products below are plain batched matrix products
-    z = torch.empty((b, s_in, 4, s_in), dtype=wd, device=dev)
-    z[:, :, :3].copy_(images_uint8.permute(0, 1, 3, 2))
-    w = _LUMA
-    torch.add(z[:, :, 0] * w[0], z[:, :, 1], alpha=w[1], out=z[:, :, 3])
-    z[:, :, 3].add_(z[:, :, 2], alpha=w[2])
-    zf = z.view(b, s_in * 4, s_in)
+    if rgb:
+        z = torch.empty((b, s_in, 4, s_in), dtype=wd, device=dev)
+        z[:, :, :3].copy_(images_uint8.permute(0, 1, 3, 2))
+        w = _LUMA
+        torch.add(z[:, :, 0] * w[0], z[:, :, 1], alpha=w[1], out=z[:, :, 3])
+        z[:, :, 3].add_(z[:, :, 2], alpha=w[2])
+        zf = z.view(b, s_in * 4, s_in)
     inv_std = _const("norm_scale", dev, torch.float32).view(1, 3)
     shift = _const("norm_shift", dev, torch.float32).view(1, 3)
     lo, hi = _const("norm_lo", dev, wd), _const("norm_hi", dev, wd)
-    views = []
+    views, others = [], []
+    other_w = other.to(wd) if other is not None else None
     for spec in crop_specs:
         size = crop_size_for(spec.size_factor, crop_size)
         p, q, swap = _crop_matrices(b, size, s_in, tuple(spec.scale), cfg, g, batch, offset, dev)
         fb, fc, fs = _jitter_factors(b, cfg, g, batch, offset, dev)
         k = _blur_matrix(b, size, cfg, g, batch, offset, dev)
+        if other_w is not None:
+            o2 = _geometry(other_w, p, q, swap).contiguous(memory_format=memory_format)
+            others.append(o2 if out_dtype == wd else o2.to(out_dtype))
+        if not rgb:
+            continue
         p, q = k @ p, k @ q
         # a transposed view (odd multiple of 90°) is computed as (Q·X·Pᵀ)ᵀ: swap the factors, transpose at the end
         sw = swap.view(-1, 1, 1)
@@ -337,4 +371,4 @@ def make_views(images_uint8: torch.Tensor, crop_specs, crop_size: int, cfg: Augm
         out = torch.empty((b, 3, size, size), dtype=wd, device=dev).contiguous(memory_format=memory_format)
         torch.where(swap.view(-1, 1, 1, 1), y.permute(0, 2, 3, 1), y.permute(0, 2, 1, 3), out=out)
         views.append(out if out_dtype == wd else out.to(out_dtype))
-    return views
+    return views, others

@@ -25,7 +25,8 @@ def register(subparsers) -> None:
     p.add_argument("--method", required=True, help=choices_help("the method (docs/ssl-methods.md)", method_names()))
     p.add_argument("--seed", type=int, required=True, help="the run's seed (one of pretrain.seeds)")
     p.add_argument("--manifest", required=True, help="tinyMiniFrance manifest.csv")
-    p.add_argument("--packed", required=True, help="folder holding images.npy (uint8 N x S x S x 3)")
+    p.add_argument("--packed", required=True, help="folder holding images.npy (uint8 N x S x S x 3), and dem.npy + "
+                   "dem_valid.npy for the multi-modal methods")
     p.add_argument("--out", required=True, help="output folder, e.g. results/pretrain/<method>/seed<k>")
     p.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"],
                    help="default: the 'device' key of --cfg if present, else auto")
@@ -38,7 +39,8 @@ def register(subparsers) -> None:
 
 
 def _split_compute_keys(cfg_json: str | None) -> tuple[str | None, dict]:
-    """The workflow passes the pretrain section plus the top-level compute keys (device, threads)."""
+    """The workflow passes the pretrain section plus the top-level compute keys (device, threads) and, for the
+    multi-modal methods, the ``elevation`` section."""
     if not cfg_json:
         return cfg_json, {}
     from tmf.config import ParamsError
@@ -49,7 +51,7 @@ def _split_compute_keys(cfg_json: str | None) -> tuple[str | None, dict]:
         raise ParamsError(f"--cfg for pretrain: not valid JSON: {e}") from None
     if not isinstance(d, dict):
         raise ParamsError("--cfg for pretrain: expected a JSON object")
-    extra = {k: d.pop(k) for k in ("device", "threads") if k in d}
+    extra = {k: d.pop(k) for k in ("device", "threads", "elevation") if k in d}
     return json.dumps(d), extra
 
 
@@ -59,6 +61,8 @@ def _pretrain(args: argparse.Namespace) -> int:
     check_name("--method", args.method, method_names(), "method")
     cfg_json, extra = _split_compute_keys(args.cfg)
     cfg = section_arg(cfg_json, args.params, "pretrain")
+    elevation = section_arg(json.dumps(extra["elevation"]) if "elevation" in extra else None, args.params,
+                            "elevation")
     device = args.device or extra.get("device", "auto")
     threads = args.threads or extra.get("threads")
 
@@ -73,5 +77,5 @@ def _pretrain(args: argparse.Namespace) -> int:
     from tmf.ssl.train import pretrain
 
     pretrain(cfg, args.manifest, args.packed, args.out, method=args.method, seed=args.seed, device=device,
-             run=args.run, threads=threads)
+             run=args.run, threads=threads, elevation=elevation)
     return 0

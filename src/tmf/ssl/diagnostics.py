@@ -35,9 +35,12 @@ def embedding_diagnostics(h_a: torch.Tensor, h_b: torch.Tensor, t: float = 2.0) 
 
 
 @torch.no_grad()
-def held_batch_diagnostics(method, feed, crop_size: int, aug, n_held: int, device: torch.device) -> dict[str, float]:
+def held_batch_diagnostics(method, feed, crop_size: int, aug, n_held: int, device: torch.device,
+                           modal=None) -> dict[str, float]:
     """:func:`embedding_diagnostics` of the backbone's pooled features on a fixed held batch (the same images and
-    views for every method and seed), the model in eval mode (batch-norm running statistics)."""
+    views for every method and seed), the model in eval mode (batch-norm running statistics). ``modal``: a
+    multi-modal method's (modalities, elevation, reference); its backbone is its first modality's encoder, fed
+    that modality's views."""
     from tmf import device as devmod
     from tmf.ssl.augment import make_views
     from tmf.ssl.views import view_dtype_for
@@ -47,14 +50,21 @@ def held_batch_diagnostics(method, feed, crop_size: int, aug, n_held: int, devic
     pos = torch.randperm(feed.n, generator=g)[:n]
     if feed.on_device:
         pos = pos.to(device)
-    imgs = feed.gather(pos)
     ga = torch.Generator(device=device).manual_seed(DIAGNOSTIC_SEED)
 
     class _Spec:
         size_factor, scale = 1.0, (0.2, 1.0)
 
     mf = devmod.memory_format(device)
-    va, vb = make_views(imgs, [_Spec, _Spec], crop_size, aug, ga, memory_format=mf, out_dtype=view_dtype_for(device))
+    kw = dict(memory_format=mf, out_dtype=view_dtype_for(device))
+    if modal is not None:
+        from tmf.ssl.multimodal import modal_views
+
+        modalities, elevation, reference = modal
+        va, vb = modal_views(feed.gather_arrays(pos), modalities, [_Spec, _Spec], crop_size, aug, ga, elevation,
+                             reference, **kw)[modalities[0]]
+    else:
+        va, vb = make_views(feed.gather(pos), [_Spec, _Spec], crop_size, aug, ga, **kw)
     backbone = method.backbone
     was = backbone.training
     backbone.eval()

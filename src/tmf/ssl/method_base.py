@@ -76,6 +76,7 @@ class SSLMethod(nn.Module):
     classifier (``fc``, kept for torchvision-compatible keys) is frozen here, the one place that decides it."""
 
     name: str = ""
+    modalities: tuple[str, ...] = ("rgb",)  # what its views are made of (tmf.ssl.multimodal for the others)
 
     def __init__(self, backbone: nn.Module, cfg: dict):
         super().__init__()
@@ -87,6 +88,15 @@ class SSLMethod(nn.Module):
 
     def crop_specs(self) -> list[CropSpec]:
         return list(TWO_VIEWS)
+
+    def view_augment(self, aug):
+        """The augmentation its views get (``pretrain.augment``; the ⋆ MM-SSL method switches it off)."""
+        return aug
+
+    def encoder_payload(self, arch: str) -> dict:
+        """What ``encoder.pt`` holds (docs/file-formats.md): the backbone's ``state_dict``, torchvision keys."""
+        return {"arch": arch, "method": self.name,
+                "state_dict": {k: v.detach().cpu().contiguous() for k, v in self.backbone.state_dict().items()}}
 
     def update_targets(self, progress: float) -> None:
         """Called after each optimizer step with progress = step / total steps in [0, 1]."""

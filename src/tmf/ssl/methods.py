@@ -36,6 +36,7 @@ from tmf.ssl.method_base import (
     mlp,
     unit_rows,
 )
+from tmf.ssl.multimodal import MM_METHODS
 
 __all__ = ["METHODS", "CropSpec", "SSLMethod", "StepOutput", "TWO_VIEWS", "build_method", "default_method_cfg",
            "ema_update", "mlp"]
@@ -307,7 +308,7 @@ class DenseOTUniform(_Dense):
 METHODS: dict[str, type[SSLMethod]] = {
     cls.name: cls
     for cls in (SimCLR, MoCoV2, BYOL, BarlowTwins, IOTUa, IOTU1, IOTUab, OTSample, OTFeature, SSW, SW, WangIsola,
-                HyDeS, DenseCL, DenseOTExact, DenseOTEntropic, DenseOTUnbalanced, DenseOTUniform)
+                HyDeS, DenseCL, DenseOTExact, DenseOTEntropic, DenseOTUnbalanced, DenseOTUniform, *MM_METHODS)
 }
 
 
@@ -341,13 +342,17 @@ def default_method_cfg(name: str) -> dict:
     return {k: copy.deepcopy(v["default"]) for k, v in _schema_properties(name).items()}
 
 
-def build_method(name: str, backbone: nn.Module, cfg: dict | None = None) -> SSLMethod:
+def build_method(name: str, backbone: nn.Module, cfg: dict | None = None, elevation: dict | None = None) -> SSLMethod:
     """Method ``name`` around ``backbone`` with parameters ``cfg`` (missing ones take the schema's defaults;
-    unknown ones are an error naming them)."""
+    unknown ones are an error naming them). ``elevation``: the ``elevation`` params section, which the
+    multi-modal methods build their DEM encoder from (:mod:`tmf.ssl.multimodal`)."""
     _check_name(name)
     full = default_method_cfg(name)
     unknown = sorted(set(cfg or {}) - set(full))
     if unknown:
         raise ValueError(f"pretrain.method_params.{name}: unknown parameter(s) {unknown}; expected {sorted(full)}")
     full.update(cfg or {})
-    return METHODS[name](backbone, full)
+    cls = METHODS[name]
+    if hasattr(cls, "build"):  # the multi-modal family: encoders per modality
+        return cls.build(backbone, full, elevation)
+    return cls(backbone, full)

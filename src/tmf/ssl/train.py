@@ -42,6 +42,7 @@ from tmf.ssl.augment import AugmentConfig
 from tmf.ssl.checkpoint import CHECKPOINT, resumable_state, rng_state, save_checkpoint, set_rng_state
 from tmf.ssl.diagnostics import held_batch_diagnostics
 from tmf.ssl.feed import PackedFeed
+from tmf.ssl.method_base import SSLMethod
 from tmf.ssl.optim import build_optimizer
 from tmf.ssl.views import ViewSource, view_dtype_for
 
@@ -54,7 +55,7 @@ __all__ = ["CHECKPOINT", "HISTORY_COLUMNS", "pretrain"]
 def pretrain(cfg: dict[str, Any], manifest, packed_dir, out_dir, *, method: str | None = None,
              seed: int | None = None, device: str = "auto", run=None,
              threads: int | None = None, method_factory: Callable[[nn.Module], nn.Module] | None = None,
-             stop_after: int | None = None) -> dict[str, Any]:
+             stop_after: int | None = None, elevation: dict[str, Any] | None = None) -> dict[str, Any]:
     """Pretrain one (method, seed) and write ``encoder.pt``, ``metrics.json``, ``history.csv`` to ``out_dir``.
 
     ``cfg``: the validated ``pretrain`` params section. ``method``/``seed``: default the first of
@@ -62,6 +63,8 @@ def pretrain(cfg: dict[str, Any], manifest, packed_dir, out_dir, *, method: str 
     tmf.tracking.command) that the training curve is logged to; None: not logged.
     ``method_factory``: build the method from a backbone instead of the registry (tests, benchmarks).
     ``stop_after``: stop after this many steps without writing outputs, as if killed (tests of resumption).
+    ``elevation``: the validated ``elevation`` params section, for the multi-modal methods (:mod:`tmf.ssl.multimodal`),
+    which also read the packed elevation; it then belongs to the run's parameters (checkpoint, metrics.json).
     Returns the metrics (rank 0) or ``{}`` (other ranks).
     """
     method = method or cfg["methods"][0]
@@ -75,7 +78,7 @@ def pretrain(cfg: dict[str, Any], manifest, packed_dir, out_dir, *, method: str 
     devmod.configure(dev, threads)
     D.init(info, dev)
     try:
-        job = _prepare(cfg, manifest, packed_dir, out_dir, method, seed, dev, info, method_factory)
+        job = _prepare(cfg, manifest, packed_dir, out_dir, method, seed, dev, info, method_factory, elevation)
         _resume(job)
         net: nn.Module = job.model
         if info.is_distributed:
@@ -118,14 +121,17 @@ class _Job:
     step: int = 0
     history: list[dict] = field(default_factory=list)
     elapsed_before: float = 0.0  # wall time of the runs this one resumes
+    modal: tuple | None = None  # (modalities, elevation, reference) of a multi-modal method (tmf.ssl.views)
 
     @property
     def batch(self) -> int:
         return int(self.cfg["batch_size"])
 
 
-def _prepare(cfg, manifest, packed_dir, out_dir, method_name, seed, dev, info, method_factory) -> _Job:
-    from tmf.data.packed import open_packed
+def _prepare(cfg, manifest, packed_dir, out_dir, method_name, seed, dev, info, method_factory, elevation) -> _Job:
+    from tmf.data.packed import DEM_ARRAY_NAMES, open_packed
+    from tmf.modalities import DEM
+    from tmf.models.elevation import absolute_reference
     from tmf.models.resnet import build_backbone
     from tmf.ssl.methods import build_method
 
@@ -136,12 +142,22 @@ def _prepare(cfg, manifest, packed_dir, out_dir, method_name, seed, dev, info, m
     devmod.seed_everything(seed)  # identical initial weights on every rank
     backbone = build_backbone(cfg["backbone"])
     model = method_factory(backbone) if method_factory else \
-        build_method(method_name, backbone, cfg["method_params"].get(method_name))
+        build_method(method_name, backbone, cfg["method_params"].get(method_name), elevation=elevation)
     model = model.to(dev, memory_format=devmod.memory_format(dev))
     if info.is_distributed:
         model = D.convert_sync_batchnorm(model, dev)
 
-    feed = PackedFeed(packed, cfg["splits"], device=dev, seed=seed, device_cache=cfg["device_cache"])
+    names, modal = ("images",), None
+    if getattr(model, "takes_modalities", False):  # views {modality: [...]}; the DEM rows stay with the images
+        uses_dem = DEM in model.modalities
+        ref = None
+        if uses_dem:
+            packed.require_dem(f"pretrain.methods: {method_name}", packed.rows(cfg["splits"]))
+            names = ("images", *DEM_ARRAY_NAMES)
+            ref = absolute_reference(packed.manifest) if elevation["normalise"] == "absolute" else None
+            cfg = {**cfg, "elevation": elevation}  # part of the run's parameters: a checkpoint resumes only with it
+        modal = (model.modalities, elevation, ref)
+    feed = PackedFeed(packed, cfg["splits"], device=dev, seed=seed, device_cache=cfg["device_cache"], names=names)
     if feed.n < batch:
         log.warning("only %d images in splits %s for a batch of %d: images repeat within a batch", feed.n,
                     cfg["splits"], batch)
@@ -153,8 +169,8 @@ def _prepare(cfg, manifest, packed_dir, out_dir, method_name, seed, dev, info, m
     opt = build_optimizer(model, cfg["optimizer"], float(cfg["lr"]), float(cfg["weight_decay"]),
                           float(cfg["momentum"]))
     return _Job(cfg, method_name, seed, dev, info, model, opt, feed, AugmentConfig.from_dict(cfg["augment"]),
-                torch.Generator(device=dev).manual_seed(seed), packed.fingerprint(("images",)),
-                out_dir / CHECKPOINT, total, min(warmup, total), spe)
+                torch.Generator(device=dev).manual_seed(seed), packed.fingerprint(names),
+                out_dir / CHECKPOINT, total, min(warmup, total), spe, modal=modal)
 
 
 def _resume(job: _Job) -> None:
@@ -219,8 +235,9 @@ def _train(job: _Job, net: nn.Module, run, stop_after: int | None) -> tuple[floa
     log_every = max(1, int(cfg["log_every"]))
     ckpt_every = max(1, int(cfg["checkpoint_every"]))
     mf = devmod.memory_format(dev)
-    source = ViewSource(job.feed, list(model.crop_specs()), int(cfg["crop_size"]), job.aug, job.aug_gen, batch,
-                        job.info, mf, view_dtype_for(dev), dev)
+    aug = model.view_augment(job.aug) if hasattr(model, "view_augment") else job.aug  # methods not of the registry
+    source = ViewSource(job.feed, list(model.crop_specs()), int(cfg["crop_size"]), aug, job.aug_gen, batch, job.info,
+                        mf, view_dtype_for(dev), dev, modal=job.modal)
     loss_acc = torch.zeros((), device=dev)
     n_acc, t_win, steps_win = 0, time.perf_counter(), 0
     t_start, step_start = time.perf_counter(), job.step
@@ -282,11 +299,13 @@ def _write_outputs(job: _Job, out_dir: Path, run, wall: float, images_per_s: flo
     import pandas as pd
 
     cfg, model = job.cfg, job.model
-    diag = held_batch_diagnostics(model, job.feed, int(cfg["crop_size"]), job.aug, int(cfg["held_batch"]), job.dev)
-    backbone_sd = {k: v.detach().cpu().contiguous() for k, v in model.backbone.state_dict().items()}
+    diag = held_batch_diagnostics(model, job.feed, int(cfg["crop_size"]), job.aug, int(cfg["held_batch"]), job.dev,
+                                  modal=job.modal)
     out_dir.mkdir(parents=True, exist_ok=True)
+    payload = model.encoder_payload(cfg["backbone"]) if hasattr(model, "encoder_payload") else \
+        SSLMethod.encoder_payload(model, cfg["backbone"])  # a method not of the registry: its backbone
     with atomic_path(out_dir / "encoder.pt") as tmp:
-        torch.save({"arch": cfg["backbone"], "method": job.method_name, "state_dict": backbone_sd}, tmp)
+        torch.save(payload, tmp)
     write_csv(out_dir / "history.csv", pd.DataFrame(job.history, columns=HISTORY_COLUMNS))
     metrics = {
         "method": job.method_name, "seed": job.seed, "arch": cfg["backbone"], "params": cfg,
