@@ -116,7 +116,7 @@ def _default_run() -> Path | None:
 def test_the_default_run_answers_the_study_questions():
     root = _default_run()
     if root is None:
-        msg = ("no finished default run: run `snakemake --cores all` in this checkout (about 12 minutes on 2 cores) "
+        msg = ("no finished default run: run `snakemake --cores all` in this checkout (README: its run time) "
                "or set TMF_DEFAULT_RUN to the folder of one")
         if os.environ.get("CI") == "true":
             pytest.fail(msg + " (.ci/run runs it before the tests)")
