@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from tmf.cli import main
-from tmf.config import ParamsError, validate
+from tmf.config import ParamsError, validate, workflow_config
 from tmf.data.minifrance import CITIES, IGNORE_INDEX, SCORED_IDS, cities_in
 from tmf.data.packed import open_packed
 from tmf.evaluate.data import (
@@ -24,11 +25,13 @@ from tmf.evaluate.data import (
     targets,
 )
 from tmf.evaluate.engine import load_encoder
+from tmf.evaluate.finetune import finetune_steps
 from tmf.evaluate.losses import l1_reconstruction, relaxed_kmeans_loss
 from tmf.evaluate.run import run_job
 from tmf.evaluate.summary import aggregate_table, collect, summary_table
 from tmf.models.decoder import SegmentationModel
 from tmf.models.resnet import resnet18
+from tmf.plan import Plan
 
 S = 32
 # a few clearly coloured classes, so that a few steps learn something
@@ -259,6 +262,24 @@ def test_finetune_runs_is_deterministic_and_writes_schema(tiny, tmp_path):
     assert m1["confusion"] == m2["confusion"] and m1["train"]["final_loss"] == m2["train"]["final_loss"]
     m3, _ = _run(tiny, tmp_path, "finetune", "random", 0.5, seed=4, name="c")
     assert m3["train"]["final_loss"] != m1["train"]["final_loss"]
+
+
+def test_finetune_steps_scale_with_the_label_pool(tiny, tmp_path):
+    fixed = tiny_cfg()["finetune"]
+    assert [finetune_steps(fixed, n) for n in (1, 3, 262)] == [4, 4, 4]  # steps > 0: every fraction alike
+    ft = {**fixed, "steps": 0, "epochs": 4, "min_steps": 60, "max_steps": 200, "batch": 8}
+    # ceil(4 n / 8) within [60, 200]: the floor for a few sub-tiles, the cap for many
+    assert [finetune_steps(ft, n) for n in (3, 120, 121, 262, 401, 5000)] == [60, 60, 61, 131, 200, 200]
+    with pytest.raises(ValueError, match="max_steps"):
+        finetune_steps({**ft, "max_steps": 10}, 100)
+    with pytest.raises(ParamsError, match="evaluate.finetune.max_steps = 10 is below min_steps = 60"):
+        Plan(workflow_config({"evaluate": {"finetune": {"steps": 0, "min_steps": 60, "max_steps": 10}}},
+                             Path(__file__).parents[1] / "params" / "default.yaml"))
+    # the job runs the schedule's steps and freezes the encoder for its share of them
+    m, _ = _run(tiny, tmp_path, "finetune", "random", 1.0,
+                finetune={**{k: fixed[k] for k in ("batch", "crop", "decoder_channels")}, "steps": 0, "epochs": 2,
+                          "min_steps": 3, "max_steps": 50, "freeze_encoder_frac": 0.5})
+    assert m["n_train"] == 8 and m["train"]["steps"] == 8 and m["recipe"]["freeze_steps"] == 4  # ceil(2·8/2)
 
 
 def test_finetune_learns_on_easy_data(tiny, tmp_path):

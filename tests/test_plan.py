@@ -45,9 +45,10 @@ def test_default_plan():
     plan = plan_of()
     assert counts(plan) == {
         "generate": 1, "index_tiles": 1, "subsample": 1, "pack": 1,
-        "appearance_encode": 1, "appearance_embed": 3, "appearance_score": 1, "appearance_figures": 1,
+        "appearance_encode": 2, "appearance_embed": 6, "appearance_score": 2, "appearance_figures": 2,
         "class_representativeness": 1, "pretrain": 2,
-        "evaluate": 18,  # (simclr, ssw, random) x (finetune at 2 fractions + linear at 1) x 2 seeds
+        # (simclr, ssw, random) x (finetune at 2 fractions + linear at 1) x 3 seeds + supervised at 1.0 x 3 seeds
+        "evaluate": 30,
         "evaluate_model": 1,  # one of them (predict.*) also saves its model
         "collect_evaluation": 1, "predict": 1, "map_previews": 1, "report_data": 1, "report_pretraining": 1,
         "report_appearance": 1, "report_evaluation": 1, "report_items_data": 1, "report_items_pretraining": 1,
@@ -248,7 +249,8 @@ def test_report_index_params_are_words_not_shell_text():
     pages = job.params["pages"]
     assert pages[:5] == ["--page", "data", "Data and tinyMiniFrance", "reports/notebooks/data.html",
                          "tiles, sub-tiles and class shares vs Tables 2.4–2.6"]
-    assert job.params["summaries"] == ["--appearance-summary", "results/appearance/random-resnet34/summary.json"]
+    assert job.params["summaries"] == ["--appearance-summary", "results/appearance/random-resnet34/summary.json",
+                                      "--appearance-summary", "results/appearance/ssl-simclr/summary.json"]
     assert job.params["tables"] == ["--table", "class_shares", "reports/data/class_shares.html",
                                     "--table", "coverage_vs_published", "reports/appearance/coverage_vs_published.html",
                                     "--table", "segmentation_vs_published",
@@ -293,7 +295,8 @@ def test_one_confusion_matrix_per_protocol_and_method_at_its_largest_fraction_an
     job = plan.jobs("report_items_evaluation")[0]
     shown = [(keys, path, own) for name, keys, path, own in job.cfg["items"] if name == "confusion"]
     runs = {(k["protocol"], k["method"]): (k["fraction"], k["seed"]) for k, _, _ in shown}
-    assert runs == {(p, m): ("1", "1") for p in ("linear", "finetune") for m in ("simclr", "ssw", "random")}
+    assert runs == {**{(p, m): ("1", "1") for p in ("linear", "finetune") for m in ("simclr", "ssw", "random")},
+                    ("finetune", "supervised"): ("1", "1")}  # supervised: fine-tuning only
     keys, path, own = shown[0]
     assert path == f"reports/evaluation/confusion-{keys['protocol']}-{keys['method']}-1-1.png"
     assert own == {"metrics": f"results/evaluate/{keys['protocol']}/{keys['method']}/frac1/seed1/metrics.json"}
@@ -317,7 +320,7 @@ def test_real_source_fetches_and_dvc_can_be_off():
 def test_overlay_adds_jobs_and_a_figure(tmp_path):
     (tmp_path / "vaihingen.tif").write_bytes(b"")
     plan = plan_of({"appearance": {"overlay_dir": str(tmp_path)}})
-    assert counts(plan)["appearance_overlay"] == 1
+    assert counts(plan)["appearance_overlay"] == 2  # one per encoder of params/default.yaml
     figures = plan.job("appearance_figures", {"encoder": "random-resnet34"})
     assert figures.input["overlay"] == "results/appearance/random-resnet34/overlay.npz"
     assert "overlay" in figures.output
@@ -348,7 +351,7 @@ def test_plan_imports_no_torch():
 # ---- what a configuration overlays
 def test_the_embedded_default_is_the_base_unless_base_is_study():
     embedded = yaml.safe_load(EMBEDDED.read_text())
-    assert workflow_config({}, EMBEDDED)["pretrain"]["steps"] == embedded["pretrain"]["steps"] == 100
+    assert workflow_config({}, EMBEDDED)["pretrain"]["steps"] == embedded["pretrain"]["steps"] == 200
     over = workflow_config({"pretrain": {"steps": 7}}, EMBEDDED)
     assert over["pretrain"]["steps"] == 7 and over["pretrain"]["crop_size"] == embedded["pretrain"]["crop_size"]
     real = workflow_config({"base": "study"}, EMBEDDED)
@@ -392,7 +395,8 @@ BAD = [
     ({"evaluate": {"baselines": ["randon"]}}, r"evaluate\.baselines\.0: .*did you mean 'random'"),
     ({"evaluate": {"baselines": ["imagenet"]}}, r"evaluate\.imagenet_weights is empty"),
     ({"evaluate": {"backbone": "resnet34"}}, r"evaluate\.backbone = resnet34 differs from pretrain\.backbone"),
-    ({"evaluate": {"protocols": ["segnet"]}}, r"evaluate\.protocols lists 'segnet', but no method runs under it"),
+    ({"evaluate": {"protocols": ["segnet"], "baselines": ["random"]}},
+     r"evaluate\.protocols lists 'segnet', but no method runs under it"),
     ({"subsample": {"size": 600}}, r"subsample\.size = 600 px exceeds .*data\.synthetic\.tile_size = 512"),
     ({"subsample": {"n_subtiles": 20}}, r"subsample\.n_subtiles = 20 is less than the 107 tiles"),
     ({"subsample": {"n_subtiles": 100000}}, r"subsample\.n_subtiles = 100000 asks"),
@@ -418,7 +422,8 @@ def test_good_neighbours_of_the_bad_configurations_pass(tmp_path):
                             "overlay_dir": str(tmp_path)}})
     plan_of({"appearance": {"encoders": ["imagenet-vgg16"], "feature_layer": "stage5"}})
     plan_of({"pretrain": {"crop_size": 64, "ddp": True, "nproc": 4}})
-    plan_of({"pretrain": {"methods": ["hydes"], "method_params": {"hydes": {"n_global": 1, "n_local": 1}}}})
+    plan_of({"pretrain": {"methods": ["hydes"], "method_params": {"hydes": {"n_global": 1, "n_local": 1}}},
+             "appearance": {"encoders": ["ssl-hydes"]}})
     plan_of({"subsample": {"size": 512, "n_subtiles": 107}, "pretrain": {"crop_size": 48}})
     plan_of({"evaluate": {"baselines": ["imagenet"], "imagenet_weights": "w.pth"}})
 

@@ -26,6 +26,7 @@ float32 on the CPU.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
@@ -96,6 +97,21 @@ def build_optimizers(model: SegmentationModel, lr: float, encoder_lr_scale: floa
         for g in opt.param_groups:
             g["base_lr"] = g["lr"]
     return opts
+
+
+def finetune_steps(ft: dict, n_train: int) -> int:
+    """Optimiser steps of a fine-tuning job on ``n_train`` sub-tiles (``evaluate.finetune``): ``steps`` when it is
+    positive (every label fraction alike), else ``ceil(epochs · n_train / batch)`` within ``[min_steps, max_steps]``
+    — a schedule that grows with the label pool, as training each fraction to convergence does (seed 000 Table 4.2
+    protocol; the floor and cap are ours)."""
+    if int(ft["steps"]) > 0:
+        return int(ft["steps"])
+    if n_train < 1:
+        raise ValueError("finetune_steps: no training sub-tile")
+    lo, hi = int(ft["min_steps"]), int(ft["max_steps"])
+    if hi < lo:
+        raise ValueError(f"evaluate.finetune.max_steps = {hi} is below min_steps = {lo}")
+    return min(hi, max(lo, math.ceil(float(ft["epochs"]) * n_train / int(ft["batch"]) - 1e-9)))
 
 
 def train_segmentation(model: SegmentationModel, pool: TrainPool, cfg: dict, device: torch.device,
@@ -209,9 +225,10 @@ def run_finetune(packed: Packed, backbone: nn.Module | None, method: str, fracti
         term = UnlabeledTerm(aux, semi, TrainPool(packed.images[urows], None, device, ft["crop"], ft["augment"]),
                              n, device)
     enc_scale = 1.0 if scratch else float(ft["encoder_lr_scale"])
-    freeze = 0 if scratch else int(round(float(ft["freeze_encoder_frac"]) * int(ft["steps"])))
-    train = train_segmentation(model, pool, ft, device, gen, encoder_lr_scale=enc_scale, freeze_steps=freeze,
-                               term=term, log_every=max(1, int(ft["steps"]) // 10))
+    steps = finetune_steps(ft, len(train_rows))
+    freeze = 0 if scratch else int(round(float(ft["freeze_encoder_frac"]) * steps))
+    train = train_segmentation(model, pool, {**ft, "steps": steps}, device, gen, encoder_lr_scale=enc_scale,
+                               freeze_steps=freeze, term=term, log_every=max(1, steps // 10))
     model.eval()
     test_rows = fold.test
     ex = example_rows(test_rows, int(cfg["examples"]))

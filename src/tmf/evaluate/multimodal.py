@@ -154,7 +154,7 @@ def run_finetune_mm(packed: Packed, encoders: dict[str, nn.Module], method: str,
     from tmf.data.minifrance import IGNORE_INDEX
     from tmf.evaluate.data import nested_fraction
     from tmf.evaluate.engine import N_SCORED, TrainPool, example_rows, predict_dense, score_cities
-    from tmf.evaluate.finetune import decoder_widths, train_segmentation
+    from tmf.evaluate.finetune import decoder_widths, finetune_steps, train_segmentation
     from tmf.models.decoder import SegmentationModel
 
     modalities = SUBSETS[subset]
@@ -181,9 +181,10 @@ def run_finetune_mm(packed: Packed, encoders: dict[str, nn.Module], method: str,
     pool = TrainPool(packed.images[train_rows], packed.labels[train_rows], device, ft["crop"], ft["augment"],
                      extra=extra, rgb=RGB in modalities)
     enc_scale = float(ft["encoder_lr_scale"])
-    freeze = int(round(float(ft["freeze_encoder_frac"]) * int(ft["steps"])))
-    train = train_segmentation(model, pool, ft, device, gen, encoder_lr_scale=enc_scale, freeze_steps=freeze,
-                               log_every=max(1, int(ft["steps"]) // 10), contrast=contrast, alpha=alpha)
+    steps = finetune_steps(ft, len(train_rows))  # the same schedule as finetune (evaluate.finetune)
+    freeze = int(round(float(ft["freeze_encoder_frac"]) * steps))
+    train = train_segmentation(model, pool, {**ft, "steps": steps}, device, gen, encoder_lr_scale=enc_scale,
+                               freeze_steps=freeze, log_every=max(1, steps // 10), contrast=contrast, alpha=alpha)
     model.eval()
     ex = example_rows(test_rows, int(cfg["examples"]))
     per_city, kept = predict_dense(model, packed, test_rows, device, int(cfg["eval_batch"]), keep=ex, inputs=inputs)

@@ -165,6 +165,10 @@ def _check_evaluate(params: dict[str, Any]) -> None:
         raise ParamsError(f"evaluate.protocols lists {SEGNET_PROTOCOL!r}, but no method runs under it: it trains "
                           f"the networks of evaluate.baselines trained from scratch ({', '.join(TRAINED_BASELINES)})"
                           f", and evaluate.baselines is {ev['baselines']}")
+    ft = ev["finetune"]
+    if ft["steps"] == 0 and ft["max_steps"] < ft["min_steps"]:
+        raise ParamsError(f"evaluate.finetune.max_steps = {ft['max_steps']} is below min_steps = {ft['min_steps']} "
+                          "(the cap and floor of the epoch-scaled fine-tuning schedule, steps = 0)")
 
 
 def _check_predict(params: dict[str, Any]) -> None:

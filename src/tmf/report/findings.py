@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from tmf.evaluate.summary import beats
 from tmf.plan.names import is_ssl, split_protocol
 
 PROTOCOL_WORDS = {"finetune": "fine-tuning", "linear": "the linear probe"}
@@ -34,15 +35,17 @@ def _pct(mean: float, std: float | None, n: int | None = None) -> str:
     return text + (f" (n = {n})" if n is not None else "")
 
 
-def compare(diff: float, spread: float | None, unit: str = "points", scale: float = 100.0,
-            digits: int = 1) -> str:
-    """How a difference stands against the spread: "+6.2 points, more than the spread (5.6)", "…, within the
-    spread (5.6): no clear difference", or that no spread was measured (a single seed)."""
+def compare(a: tuple[float, float | None], b: tuple[float, float | None], unit: str = "points",
+            scale: float = 100.0, digits: int = 1) -> str:
+    """How the difference of ``a`` and ``b`` (mean, std over seeds) stands against their spread: "+6.2 points,
+    more than the spread (5.6)", "…, within the spread (5.6): no clear difference", or that no spread was measured
+    (a single seed). Either way round, by the project's one rule (:func:`tmf.evaluate.summary.beats`)."""
+    diff = float(a[0]) - float(b[0])
     d = f"{scale * diff:+.{digits}f}" + (f" {unit}" if unit else "")
-    if not _ok(spread):
+    if beats(*a, *b) is None:
         return f"{d} (one seed: no spread to compare it with)"
-    s = f"{scale * spread:.{digits}f}"
-    if abs(diff) > spread:
+    s = f"{scale * (float(a[1]) + float(b[1])):.{digits}f}"
+    if beats(*a, *b) or beats(*b, *a):
         return f"{d}, more than the spread ({s}, the two standard deviations added)"
     return f"{d}, within the spread ({s}, the two standard deviations added): no clear difference"
 
@@ -50,14 +53,13 @@ def compare(diff: float, spread: float | None, unit: str = "points", scale: floa
 MEAN, STD = "miou_mean", "miou_std"  # the findings speak of the test mIoU (mean and std over seeds)
 
 
-def _spread(a: pd.Series, b: pd.Series) -> float | None:
-    return float(a[STD]) + float(b[STD]) if _ok(a.get(STD)) and _ok(b.get(STD)) else None
+def _ms(row: pd.Series) -> tuple[float, float | None]:
+    return float(row[MEAN]), (float(row[STD]) if _ok(row.get(STD)) else None)
 
 
 def _beats(a: pd.Series, b: pd.Series) -> bool:
     """``a`` above ``b`` by more than their spread."""
-    spread = _spread(a, b)
-    return spread is not None and a[MEAN] - b[MEAN] > spread
+    return beats(*_ms(a), *_ms(b)) is True
 
 
 def _miou(row: pd.Series, n: bool = True) -> str:
@@ -95,7 +97,7 @@ def pretrained_vs_random(agg: pd.DataFrame) -> list[Finding]:
             r, best = random.iloc[0], ssl.loc[ssl[MEAN].idxmax()]
             text = (f"With {_frac(f)} of the labels, {_words(protocol)} from the best pretrained encoder "
                     f"({best['method']}) reaches mIoU {_miou(best)} against {_miou(r)} from random initialisation: "
-                    f"{compare(float(best[MEAN] - r[MEAN]), _spread(best, r))}.")
+                    f"{compare(_ms(best), _ms(r))}.")
             if len(ssl) > 1:
                 beat = sum(_beats(s, r) for _, s in ssl.iterrows())
                 text += (f" {beat} of {len(ssl)} pretrained encoders beat random initialisation by more than the "
@@ -120,7 +122,7 @@ def label_fraction_trend(agg: pd.DataFrame) -> list[Finding]:
             if not len(a) or not len(b):
                 continue
             a, b = a.iloc[0], b.iloc[0]
-            kind = ("one seed" if _spread(a, b) is None else "rises" if _beats(b, a) else "falls" if _beats(a, b)
+            kind = ("one seed" if beats(*_ms(b), *_ms(a)) is None else "rises" if _beats(b, a) else "falls" if _beats(a, b)
                     else "within")
             groups[kind].append((method, f"{method} ({_miou(a, n=False)} → {_miou(b, n=False)})"))
         n = sum(len(v) for v in groups.values())
@@ -149,7 +151,7 @@ def strongest_and_weakest(agg: pd.DataFrame) -> list[Finding]:
         out.append(Finding(
             f"With {_frac(df['fraction'].max())} of the labels, the strongest method under {_words(protocol)} is "
             f"{top['method']} (mIoU {_miou(top)}) and the weakest {low['method']} ({_miou(low)}), of {len(df)} "
-            f"methods: {compare(float(top[MEAN] - low[MEAN]), _spread(top, low))}.", "segmentation_vs_published"))
+            f"methods: {compare(_ms(top), _ms(low))}.", "segmentation_vs_published"))
     return out
 
 
@@ -166,12 +168,11 @@ def coverage_gap(coverage: pd.DataFrame, published: dict | None = None) -> list[
         lab, unl = rows["labeled_vs_test"], rows["unlabeled_vs_test"]
         if not _ok(lab["iot_mean"]) or not _ok(unl["iot_mean"]):
             continue
-        spread = lab["iot_std"] + unl["iot_std"] if _ok(lab["iot_std"]) and _ok(unl["iot_std"]) else None
-        diff = float(unl["iot_mean"] - lab["iot_mean"])
+        iot = [(float(r["iot_mean"]), float(r["iot_std"]) if _ok(r["iot_std"]) else None) for r in (unl, lab)]
         n = int(unl["n_seeds"])
         text = (f"Appearance coverage ({encoder} features, {n} t-SNE seed{'s' if n != 1 else ''}): the unlabeled "
                 f"cities cover the test cities with IoT {_num(unl)} against {_num(lab)} for the labeled cities: "
-                f"a gap of {compare(diff, spread, unit='', scale=1.0, digits=2)}.")
+                f"a gap of {compare(*iot, unit='', scale=1.0, digits=2)}.")
         if published:
             text += (f" Castillo-Navarro 2022 (Table 2.7) reports {published['unlabeled_vs_test']['iot']:.2f} "
                      f"against {published['labeled_vs_test']['iot']:.2f}.")
