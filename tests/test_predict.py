@@ -488,11 +488,11 @@ def test_auto_picks_the_protocol_that_maps_best(protocols, chosen):
     ({"protocol": "knn"}, "predict.protocol = 'knn' classifies whole sub-tiles"),
     ({"protocol": "logreg", "enabled": True}, "predict.protocol = 'logreg' classifies"),
     ({"protocol": "finetun"}, "predict.protocol: unknown protocol .*'finetun' .*did you mean 'finetune'"),
-    ({"protocol": "finetune", "method": "supervised"},
-     "predict.method: unknown method evaluated with finetune 'supervised'"),
+    ({"protocol": "finetune", "method": "fixmatch"},
+     "predict.method: unknown method evaluated with finetune 'fixmatch'"),
     ({"protocol": "finetune", "fraction": 0.5},
      r"predict.fraction = 0.5: finetune/simclr runs the label fractions \[0.01, 1.0\]"),
-    ({"protocol": "finetune", "seed": 7}, r"predict.seed = 7 is not one of evaluate.seeds \[0, 1\]"),
+    ({"protocol": "finetune", "seed": 7}, r"predict.seed = 7 is not one of evaluate.seeds \[0, 1, 2\]"),
     ({"overlap": 200}, "predict.overlap = 200 px exceeds half of predict.window = 256 px"),
 ])
 def test_a_model_outside_the_plan_is_refused_naming_the_parameter(predict, message):
