@@ -24,31 +24,16 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import rasterio
 import torch
-from affine import Affine
-from rasterio.windows import Window
+from bench_index import (
+    write_tile,  # the BD ORTHO-like JPEG tile of the index benchmark (scripts/ is on sys.path)
+)
 
 from tmf.data.minifrance import SCORED_IDS
 from tmf.device import configure, resolve_device
 from tmf.evaluate.saved_model import Predictor, build, load_predictor, save_model
 from tmf.predict.geotiff import predict_geotiff
-
-
-def write_tile(path: Path, size: int, seed: int = 0) -> None:
-    prof = dict(driver="GTiff", height=size, width=size, count=3, dtype="uint8", crs="EPSG:2154",
-                transform=Affine(0.5, 0, 1040000.0, 0, -0.5, 6300000.0), tiled=True, blockxsize=256,
-                blockysize=256, compress="JPEG")
-    rng = np.random.default_rng(seed)
-    with rasterio.open(path, "w", **prof) as dst:
-        for r0 in range(0, size, 1024):
-            h = min(1024, size - r0)
-            yy = np.arange(r0, r0 + h)[:, None]
-            xx = np.arange(size)[None, :]
-            field = ((yy // 97 + xx // 131) % 14 + 1).astype(np.int64)
-            block = field[None] * np.array([9, 13, 17])[:, None, None] + rng.integers(0, 30, (3, h, size))
-            dst.write(block.astype(np.uint8), window=Window(0, r0, size, h))
 
 
 class ConvNet(torch.nn.Module):
@@ -90,7 +75,8 @@ def main() -> None:
         big, small = tmp / "big.tif", tmp / "small.tif"
         t0 = time.perf_counter()
         for path, size in ((big, args.size), (small, 300)):  # in a child: this process's peak is the prediction's
-            child = multiprocessing.get_context("fork").Process(target=write_tile, args=(path, size))
+            child = multiprocessing.get_context("fork").Process(target=write_tile, args=(path, size, 3, 0),
+                                                               kwargs={"compress": "JPEG"})
             child.start()
             child.join()
         print(f"wrote a {args.size} px RGB tile ({big.stat().st_size / 1e6:.0f} MB, JPEG) in "

@@ -266,9 +266,9 @@ class Plan(ReportJobs):
                         metrics.append(out["metrics"])
                         yield Job("evaluate", w, out, {**reads, **({"encoder": encoder} if encoder != "none" else {})},
                                   {"cfg": cfg, "encoder": encoder, "device": self.params["device"]})
+        grid = self.output("collect_evaluation").get("grid")  # with the multi-modal protocols only
         yield Job("collect_evaluation", {}, self.output("collect_evaluation"), {"metrics": metrics},
-                  {"grid": [arg for path in [self.output("collect_evaluation").get("grid")] if path
-                            for arg in ("--grid", path)]})  # the multi-modal grid: its argument, or none
+                  {"grid": ["--grid", grid] if grid else []})
         if self.params["predict"]["enabled"]:  # the job predict.* names also saves its model (rule evaluate_model)
             planned = [j.wildcards for j in self.jobs("evaluate")]
             w = self.map_source(planned)
