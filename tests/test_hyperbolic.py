@@ -245,6 +245,20 @@ def test_fixed_prototypes_are_a_buffer_and_do_not_move():
     assert torch.equal(before, head.prototypes)
 
 
+def test_a_network_without_sphere_parameters_is_optimised_without_importing_geoopt():
+    # every fine-tuning job builds its optimisers with make_optimizers; only the horospherical head needs geoopt
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from tmf.evaluate.finetune import build_optimizers; "
+            "from tmf.models.decoder import SegmentationModel; from tmf.models.resnet import resnet18; "
+            "m = SegmentationModel(resnet18(), 14, decoder_channels=(16, 16, 8, 8, 8)); "
+            "opts = build_optimizers(m, 1e-3, 0.1, 0.0); "
+            "assert [type(o).__name__ for o in opts] == ['AdamW'], opts; print('geoopt' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
+
+
 def test_prototypes_stay_on_the_sphere_under_riemannian_adam():
     torch.manual_seed(2)
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), HorosphericalHead(8, 5, 3, "random"))

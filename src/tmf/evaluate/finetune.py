@@ -84,9 +84,9 @@ def decoder_widths(cfg: dict, head: str) -> tuple[int, ...]:
 def build_optimizers(model: SegmentationModel, lr: float, encoder_lr_scale: float,
                      weight_decay: float) -> list[torch.optim.Optimizer]:
     """AdamW over the encoder (``lr × encoder_lr_scale``), decoder and head (``lr``) groups, the same for every head,
-    plus Riemannian Adam over the horospherical head's prototypes (``tmf.models.hyperbolic.optim``). Each group
+    plus Riemannian Adam over the horospherical head's prototypes (``tmf.models.optim``). Each group
     keeps its ``base_lr`` for the schedule."""
-    from tmf.models.hyperbolic.optim import make_optimizers
+    from tmf.models.optim import make_optimizers
 
     parts = model.parameter_groups()
     groups = [{"name": "encoder", "params": parts["encoder"], "lr": lr * encoder_lr_scale, "weight_decay": weight_decay},

@@ -8,14 +8,15 @@ eq. 2.17, 5.1–5.7, App. A.3); SPEC.md §5 "Hyperbolic head". One module per no
 * :mod:`.prototypes`: ideal prototypes ``random`` | ``uniform`` (Wang–Isola potential, eq. 5.5) | ``smart``
   (Gromov–Wasserstein to the label tree, eq. 5.6–5.7; the twopi layout at d = 2);
 * :mod:`.heads`: ``HorosphericalHead``, ``EuclideanHead``, ``make_head``;
-* :mod:`.optim`: the optimisers (AdamW for the network, Riemannian Adam for the prototypes on ``geoopt.Sphere``).
+* ``make_optimizers`` (:mod:`tmf.models.optim`): AdamW for the network, Riemannian Adam for the prototypes on
+  ``geoopt.Sphere``.
 
 The average hierarchical cost (eq. 5.11) is a score, in :mod:`tmf.evaluate.metrics`.
 """
 
 from .ball import busemann, horosphere_radius, horospherical_logits, to_poincare
 from .heads import HEADS, EuclideanHead, HorosphericalHead, make_head
-from .optim import make_optimizers
+from ..optim import make_optimizers
 from .prototypes import (
     PROTOTYPE_KINDS,
     gromov_wasserstein_assignment,

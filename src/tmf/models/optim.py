@@ -1,4 +1,4 @@
-"""The optimisers of a network with a horospherical head: AdamW for the network, Riemannian Adam for the prototypes.
+"""The optimisers of a segmentation network: AdamW, plus Riemannian Adam for the prototypes of a horospherical head.
 
 Seed 000 §5.1 trains the ideal prototypes "using stochastic Riemannian gradient descent ... Riemannian Adam ...
 keeps prototypes on the hypersphere". Everything else is an ordinary network, and a head comparison
@@ -7,13 +7,17 @@ parameters get ``torch.optim.AdamW`` (decoupled weight decay), exactly as a netw
 only the sphere parameters (``geoopt.ManifoldParameter``) get ``geoopt.optim.RiemannianAdam``, without weight
 decay (it has no meaning on the sphere). One ``RiemannianAdam`` over the whole model would instead be Adam with
 L2 added to the gradient for the shared network, a different optimiser from the Euclidean head's AdamW.
+
+It lives outside :mod:`tmf.models.hyperbolic` (which re-exports it) and imports geoopt only for a network that has
+sphere parameters: such a parameter exists only once a head has imported geoopt, so every other fine-tuning job
+is spared its import (about 0.5 s, mostly scipy.optimize).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 
-import geoopt
 import torch
 from torch import nn
 
@@ -39,11 +43,13 @@ def make_optimizers(
     learning rate ``prototype_lr`` or ``lr`` and no weight decay). Frozen parameters are left out. Step, zero and
     schedule every optimiser of the list.
     """
+    geoopt = sys.modules.get("geoopt")  # not loaded: no parameter can be a ManifoldParameter
+    on_sphere = geoopt.ManifoldParameter if geoopt is not None else ()
     euclid, sphere = [], []
     for g in _as_groups(params):
         trainable = [p for p in g["params"] if p.requires_grad]
-        sphere += [p for p in trainable if isinstance(p, geoopt.ManifoldParameter)]
-        flat = [p for p in trainable if not isinstance(p, geoopt.ManifoldParameter)]
+        sphere += [p for p in trainable if isinstance(p, on_sphere)]
+        flat = [p for p in trainable if not isinstance(p, on_sphere)]
         if flat:
             euclid.append({**g, "params": flat})
     opts: list[torch.optim.Optimizer] = []
