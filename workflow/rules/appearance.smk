@@ -20,6 +20,7 @@ rule appearance_encode:
     benchmark:
         "benchmarks/appearance/{encoder}/encode.tsv"
     threads: config["threads"]
+    priority: 5  # the appearance chain (encode → t-SNE seeds → scores → figures) ends the DAG: start it early
     resources:
         mem_mb=6000,
         runtime=60,
@@ -41,6 +42,7 @@ rule appearance_embed:
     log:
         "logs/appearance/{encoder}/embed_seed{seed}.log",
     threads: 1
+    priority: 5
     resources:
         mem_mb=4000,
         runtime=30,

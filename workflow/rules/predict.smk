@@ -27,6 +27,7 @@ if PLAN.jobs("predict"):
         benchmark:
             "benchmarks/predict/{split}.tsv"
         threads: config["threads"]
+        priority: 5  # a minute of maps before the report: not the last job to start (workflow/rules/pretrain.smk)
         resources:
             mem_mb=6000,
             runtime=240,

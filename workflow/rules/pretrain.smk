@@ -1,4 +1,7 @@
 # One job per (method, seed): self-supervised pretraining on the labeled + unlabeled cities.
+# Priority: a pretraining job heads the longest chain of the DAG (its encoder's evaluations, appearance analysis
+# and maps wait for it), so Snakemake starts it before any job that is ready beside it; without, the last
+# pretraining job of the default ran after the baselines' evaluations while a core idled behind it.
 
 
 rule pretrain:
@@ -15,6 +18,7 @@ rule pretrain:
     benchmark:
         "benchmarks/pretrain/{method}/seed{seed}.tsv"
     threads: config["threads"]
+    priority: 10
     resources:
         mem_mb=8000,
         runtime=240,
