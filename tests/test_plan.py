@@ -45,7 +45,7 @@ def test_default_plan():
     plan = plan_of()
     assert counts(plan) == {
         "generate": 1, "index_tiles": 1, "subsample": 1, "pack": 1,
-        "appearance_encode": 2, "appearance_embed": 6, "appearance_score": 2, "appearance_figures": 2,
+        "appearance_encode": 1, "appearance_embed": 3, "appearance_score": 1, "appearance_figures": 1,
         "class_representativeness": 1, "pretrain": 2,
         # (simclr, ssw, random) x (finetune at 2 fractions + linear at 1) x 3 seeds + supervised at 1.0 x 3 seeds
         "evaluate": 30,
@@ -249,8 +249,7 @@ def test_report_index_params_are_words_not_shell_text():
     pages = job.params["pages"]
     assert pages[:5] == ["--page", "data", "Data and tinyMiniFrance", "reports/notebooks/data.html",
                          "tiles, sub-tiles and class shares vs Tables 2.4–2.6"]
-    assert job.params["summaries"] == ["--appearance-summary", "results/appearance/random-resnet34/summary.json",
-                                      "--appearance-summary", "results/appearance/ssl-simclr/summary.json"]
+    assert job.params["summaries"] == ["--appearance-summary", "results/appearance/ssl-simclr/summary.json"]
     assert job.params["tables"] == ["--table", "class_shares", "reports/data/class_shares.html",
                                     "--table", "coverage_vs_published", "reports/appearance/coverage_vs_published.html",
                                     "--table", "segmentation_vs_published",
@@ -320,9 +319,9 @@ def test_real_source_fetches_and_dvc_can_be_off():
 def test_overlay_adds_jobs_and_a_figure(tmp_path):
     (tmp_path / "vaihingen.tif").write_bytes(b"")
     plan = plan_of({"appearance": {"overlay_dir": str(tmp_path)}})
-    assert counts(plan)["appearance_overlay"] == 2  # one per encoder of params/default.yaml
-    figures = plan.job("appearance_figures", {"encoder": "random-resnet34"})
-    assert figures.input["overlay"] == "results/appearance/random-resnet34/overlay.npz"
+    assert counts(plan)["appearance_overlay"] == 1  # one per encoder of params/default.yaml
+    figures = plan.job("appearance_figures", {"encoder": "ssl-simclr"})
+    assert figures.input["overlay"] == "results/appearance/ssl-simclr/overlay.npz"
     assert "overlay" in figures.output
 
 
