@@ -59,7 +59,6 @@ class Bottleneck(nn.Module):
         return self.relu(out + idt)
 
 
-
 def init_weights(module: nn.Module) -> None:
     """torchvision's ResNet initialisation: Kaiming-normal (fan-out, ReLU) convolutions, batch norms at (1, 0)."""
     for m in module.modules():
@@ -68,6 +67,7 @@ def init_weights(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
 
 class ResNet(nn.Module):
     """torchvision's ResNet. ``forward`` returns ImageNet logits; ``features`` the pooled last block;

@@ -14,9 +14,9 @@ eq. 2.17, 5.1–5.7, App. A.3); SPEC.md §5 "Hyperbolic head". One module per no
 The average hierarchical cost (eq. 5.11) is a score, in :mod:`tmf.evaluate.metrics`.
 """
 
+from ..optim import make_optimizers
 from .ball import busemann, horosphere_radius, horospherical_logits, to_poincare
 from .heads import HEADS, EuclideanHead, HorosphericalHead, make_head
-from ..optim import make_optimizers
 from .prototypes import (
     PROTOTYPE_KINDS,
     gromov_wasserstein_assignment,
