@@ -27,7 +27,8 @@ def _schema() -> dict:
 
 
 def schema() -> dict:
-    """The parameter schema (a copy: callers may change it)."""
+    """The parameter schema (a copy: callers may change it; this module reads the cached one, which nothing
+    here changes: the validator copies the defaults it fills in)."""
     return copy.deepcopy(_schema())
 
 
@@ -85,7 +86,7 @@ def _message(e: jsonschema.ValidationError) -> str:
 def validate(params: dict[str, Any], source: str = "parameters") -> dict[str, Any]:
     """Validate ``params`` against the schema and return a copy with every default filled in."""
     out = copy.deepcopy(params) if params else {}
-    errors = sorted(_Validator(schema()).iter_errors(out), key=lambda e: list(e.path))
+    errors = sorted(_Validator(_schema()).iter_errors(out), key=lambda e: list(e.path))
     if errors:
         lines = []
         for e in errors:
@@ -98,7 +99,7 @@ def validate(params: dict[str, Any], source: str = "parameters") -> dict[str, An
 def method_names() -> list[str]:
     """The registered pretraining methods (one per ``pretrain.method_params`` key, so no torch is needed; the
     registry ``tmf.ssl.methods.METHODS`` has the same names)."""
-    return list(schema()["properties"]["pretrain"]["properties"]["method_params"]["properties"])
+    return list(_schema()["properties"]["pretrain"]["properties"]["method_params"]["properties"])
 
 
 def resolve_methods(params: dict[str, Any]) -> list[str]:
@@ -136,7 +137,7 @@ def workflow_config(given: dict[str, Any], embedded: str | Path) -> dict[str, An
     result is validated, every default filled in, and ``pretrain.methods: [all]`` expanded.
     """
     given = coerce_strings(dict(given))
-    if given.get("base", schema()["properties"]["base"]["default"]) == "embedded":
+    if given.get("base", _schema()["properties"]["base"]["default"]) == "embedded":
         path = Path(embedded)
         try:
             start = yaml.safe_load(path.read_text()) or {}
@@ -157,7 +158,7 @@ def coerce_strings(value: Any, sub: dict | None = None) -> Any:
     a string; without this, ``--config report='{dpi: 150}'`` would fail validation. Strings that do not parse
     as the expected type are left alone for validation to report.
     """
-    sub = schema() if sub is None else sub
+    sub = _schema() if sub is None else sub
     if isinstance(value, dict):
         props = sub.get("properties", {})
         return {k: coerce_strings(v, props.get(k, {})) for k, v in value.items()}
