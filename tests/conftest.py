@@ -36,6 +36,13 @@ def copy_repo(dest: Path) -> Path:
     return dest
 
 
+def copy_run(run: Path, dest: Path) -> Path:
+    """``cp -a`` of a finished run, as a user copies a project: the modification times come along (so Snakemake
+    sees the same outputs up to date), and so does the MLflow store."""
+    subprocess.run(["cp", "-a", str(run), str(dest)], check=True)
+    return dest
+
+
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """A fresh copy of the repository in a temporary folder."""

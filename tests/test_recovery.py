@@ -21,16 +21,11 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import TINY, snakemake
+from conftest import TINY, copy_run, snakemake
 
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
-
-
-def copy_run(run: Path, dest: Path) -> Path:
-    subprocess.run(["cp", "-a", str(run), str(dest)], check=True)
-    return dest
 
 
 def kill_mid_job(repo: Path, command: str, args: list[str], ready: Callable[[], bool], timeout: float = 600) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from browser import check_site, require_chromium
-from conftest import TINY, copy_repo, snakemake
+from conftest import TINY, copy_repo, copy_run, snakemake
 
 from tmf.plan.items import item
 
@@ -202,10 +202,7 @@ def test_rerun_gives_identical_metrics(run: Path, tmp_path: Path):
     scores exactly (throughput and timing fields aside). In a copy of the run, and only up to the metrics and
     maps (`--until`: not the appearance and report jobs downstream of the encoder), so that the shared run stays
     complete for the tests after this one."""
-    import subprocess
-
-    repo = tmp_path / "copy"
-    subprocess.run(["cp", "-a", str(run), str(repo)], check=True)
+    repo = copy_run(run, tmp_path / "copy")
     evals = sorted((repo / "results/evaluate").rglob("metrics.json"))
     assert evals
     before = {p: json.loads(p.read_text()) for p in evals}
@@ -342,12 +339,9 @@ def _checksums(root: Path) -> dict[str, str]:
 def test_copied_project_tracks_into_itself(run: Path, tmp_path: Path):
     """cp -a of the finished project and a job run again in the copy: every file of the original stays
     byte-identical (MLflow keeps absolute artifact locations; they follow the copy's store)."""
-    import subprocess
-
     from mlflow.tracking import MlflowClient
 
-    copy = tmp_path / "copy"
-    subprocess.run(["cp", "-a", str(run), str(copy)], check=True)
+    copy = copy_run(run, tmp_path / "copy")
     before = _checksums(run)
     snakemake(copy, "--cores", "2", *TINY, "--forcerun", "report_index")
     assert _checksums(run) == before
