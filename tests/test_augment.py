@@ -185,18 +185,53 @@ def test_jitter_matches_torchvision_steps_when_nothing_clips():
     torch.testing.assert_close(out, y, atol=1e-6, rtol=0)
 
 
+def test_channel_gain_follows_the_torchvision_steps_with_one_factor_per_channel():
+    # the same steps as above, then each channel times its own factor, drawn (3 per sample) after the saturation's
+    x = 0.35 + 0.3 * torch.rand(8, 3, 6, 6, generator=_gen(7))
+    cfg = AugmentConfig(jitter_p=1.0, brightness=0.1, contrast=0.1, saturation=0.1, channel_gain=0.2)
+    out = colour_jitter(x, cfg, _gen(4), 8, 0)
+    g = _gen(4)
+    torch.rand(8, generator=g)
+    fb, fc, fs = (0.9 + 0.2 * torch.rand(8, generator=g) for _ in range(3))
+    fg = (0.8 + 0.4 * torch.rand(24, generator=g)).view(8, 3)
+
+    def gray(t):
+        return 0.299 * t[:, 0:1] + 0.587 * t[:, 1:2] + 0.114 * t[:, 2:3]
+
+    y = x * fb.view(-1, 1, 1, 1)
+    y = fc.view(-1, 1, 1, 1) * y + (1 - fc.view(-1, 1, 1, 1)) * gray(y).mean(dim=(1, 2, 3), keepdim=True)
+    y = fs.view(-1, 1, 1, 1) * y + (1 - fs.view(-1, 1, 1, 1)) * gray(y)
+    y = y * fg.view(8, 3, 1, 1)
+    assert y.min() > 0 and y.max() < 1
+    torch.testing.assert_close(out, y, atol=1e-6, rtol=0)
+    assert float(fg.std()) > 0.05 and torch.all((fg >= 0.8) & (fg <= 1.2))
+
+
+def test_channel_gain_off_draws_nothing_and_jitter_off_leaves_it_out():
+    x = torch.rand(4, 3, 8, 8, generator=_gen())
+    g = _gen(3)
+    colour_jitter(x, AugmentConfig(jitter_p=1.0), g, 4, 0)
+    ref = _gen(3)
+    for _ in range(4):  # on/off, brightness, contrast, saturation: the stream of before the gains existed
+        torch.rand(4, generator=ref)
+    assert torch.equal(g.get_state(), ref.get_state())
+    off = colour_jitter(x, AugmentConfig(jitter_p=0.0, channel_gain=0.5), _gen(), 4, 0)
+    torch.testing.assert_close(off, x)
+
+
 class _Spec:
     def __init__(self, f, s):
         self.size_factor, self.scale = f, s
 
 
-@pytest.mark.parametrize("blur_p,jitter_p", [(0.0, 1.0), (1.0, 0.0), (0.5, 0.8)])
-def test_fused_views_equal_the_step_by_step_augmentation(blur_p, jitter_p):
+@pytest.mark.parametrize("blur_p,jitter_p,gain", [(0.0, 1.0, 0.0), (1.0, 0.0, 0.0), (0.5, 0.8, 0.0), (0.0, 1.0, 0.1),
+                                                 (0.5, 0.8, 0.1)])
+def test_fused_views_equal_the_step_by_step_augmentation(blur_p, jitter_p, gain):
     # mid-range images and mild jitter: nothing saturates, so the clamp's place does not matter
     g0 = torch.Generator().manual_seed(11)
     imgs = torch.randint(70, 180, (6, 24, 24, 3), generator=g0, dtype=torch.uint8)
-    cfg = AugmentConfig(jitter_p=jitter_p, brightness=0.1, contrast=0.1, saturation=0.1, blur_p=blur_p,
-                        blur_sigma=(5.0, 9.0))
+    cfg = AugmentConfig(jitter_p=jitter_p, brightness=0.1, contrast=0.1, saturation=0.1, channel_gain=gain,
+                        blur_p=blur_p, blur_sigma=(5.0, 9.0))
     specs = [_Spec(1.0, (0.3, 1.0)), _Spec(0.5, (0.05, 0.3))]
     fused = make_views(imgs, specs, 16, cfg, _gen(5), batch=8, offset=2)
     g = _gen(5)

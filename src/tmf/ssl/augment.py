@@ -45,6 +45,7 @@ class AugmentConfig:
     brightness: float = 0.4
     contrast: float = 0.4
     saturation: float = 0.2
+    channel_gain: float = 0.0  # per-channel gain factors in [1 - g, 1 + g], part of the jitter (0: off, nothing drawn)
     blur_p: float = 0.5  # probability of Gaussian blur
     blur_sigma: tuple[float, float] = (0.1, 2.0)  # sigma range, in pixels of a 224-px crop (scaled with the size)
 
@@ -167,41 +168,50 @@ _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as torchvision's rgb_to_grays
 
 
 def _jitter_factors(b: int, cfg: AugmentConfig, g: torch.Generator, batch: int, offset: int, dev):
-    """Per-sample brightness, contrast, saturation factors (1 where jitter is off)."""
+    """Per-sample brightness, contrast, saturation factors (b,) and per-channel gains (b, 3) (1 where jitter is
+    off). The gains are drawn only when ``cfg.channel_gain`` > 0, so that without them the random stream is the
+    same as before they existed."""
     sl = slice(offset, offset + b)
     on = (torch.rand(batch, generator=g, device=dev)[sl] < cfg.jitter_p).float()
     fb = _uniform(batch, 1 - cfg.brightness, 1 + cfg.brightness, g, dev)[sl]
     fc = _uniform(batch, 1 - cfg.contrast, 1 + cfg.contrast, g, dev)[sl]
     fs = _uniform(batch, 1 - cfg.saturation, 1 + cfg.saturation, g, dev)[sl]
-    return tuple(1 + on * (f - 1) for f in (fb, fc, fs))
+    if cfg.channel_gain > 0:
+        fg = _uniform(3 * batch, 1 - cfg.channel_gain, 1 + cfg.channel_gain, g, dev).view(batch, 3)[sl]
+        fg = 1 + on.view(b, 1) * (fg - 1)
+    else:
+        fg = torch.ones(b, 3, device=dev)
+    return (*(1 + on * (f - 1) for f in (fb, fc, fs)), fg)
 
 
-def _jitter_affine(fb, fc, fs, m0):
+def _jitter_affine(fb, fc, fs, fg, m0):
     """The colour jitter as y = A·x + c per sample: A (b, 3, 3), c (b, 3) (see :func:`colour_jitter`)."""
     dev = fb.device
     w = _const("luma", dev, torch.float32)
     eye = _const("eye3", dev, torch.float32)
     b = fb.shape[0]
     sat = fs.view(b, 1, 1) * eye + (1 - fs).view(b, 1, 1) * w.view(1, 1, 3)  # rows: fs·e_i + (1 − fs)·wᵀ
-    a = (fc * fb).view(b, 1, 1) * sat
-    c = ((1 - fc) * fb * m0).view(b, 1).expand(b, 3)
+    a = (fc * fb).view(b, 1, 1) * sat * fg.view(b, 3, 1)
+    c = ((1 - fc) * fb * m0).view(b, 1) * fg
     return a, c
 
 
 def colour_jitter(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator, batch: int, offset: int) -> torch.Tensor:
     """Brightness, contrast, saturation with per-sample factors f ~ U(1−a, 1+a), applied with probability
     ``cfg.jitter_p``, in torchvision's order and definitions (brightness x·f_b; contrast: blend with the mean
-    luma m; saturation: blend with the luma image; luma = 0.299 R + 0.587 G + 0.114 B), clamped to [0, 1] once
-    at the end (torchvision clamps after each step; the two agree whenever no intermediate value leaves [0, 1]).
+    luma m; saturation: blend with the luma image; luma = 0.299 R + 0.587 G + 0.114 B), then, when
+    ``cfg.channel_gain`` > 0, a gain per channel f_g ~ U(1−g, 1+g) (not torchvision's: a sensor's or a region's
+    colour cast, docs/pretraining.md); clamped to [0, 1] once at the end (torchvision clamps after each step; the
+    two agree whenever no intermediate value leaves [0, 1]).
 
-    The three steps compose into one per-sample affine colour map, applied in one pass:
-    y = f_c·f_b·S·x + (1 − f_c)·f_b·m₀, with S = f_s·I + (1 − f_s)·1·wᵀ (w the luma weights, S·1 = 1) and m₀
-    the mean luma of x.
+    The steps compose into one per-sample affine colour map, applied in one pass:
+    y = G·(f_c·f_b·S·x + (1 − f_c)·f_b·m₀), with S = f_s·I + (1 − f_s)·1·wᵀ (w the luma weights, S·1 = 1),
+    G = diag(f_g) (the identity without gains) and m₀ the mean luma of x.
     """
     b, ch, hgt, wid = x.shape
-    fb, fc, fs = _jitter_factors(b, cfg, g, batch, offset, x.device)
+    fb, fc, fs, fg = _jitter_factors(b, cfg, g, batch, offset, x.device)
     m0 = x.float().mean(dim=(2, 3)) @ _const("luma", x.device, torch.float32)
-    a, c = _jitter_affine(fb, fc, fs, m0)
+    a, c = _jitter_affine(fb, fc, fs, fg, m0)
     y = torch.baddbmm(c.to(x.dtype).unsqueeze(-1), a.to(x.dtype), x.reshape(b, ch, hgt * wid))
     return y.view(b, ch, hgt, wid).clamp_(0, 1)
 
@@ -343,7 +353,7 @@ def _views(images_uint8, other, crop_specs, crop_size, cfg, g, batch, offset, me
     for spec in crop_specs:
         size = crop_size_for(spec.size_factor, crop_size)
         p, q, swap = _crop_matrices(b, size, s_in, tuple(spec.scale), cfg, g, batch, offset, dev)
-        fb, fc, fs = _jitter_factors(b, cfg, g, batch, offset, dev)
+        fb, fc, fs, fg = _jitter_factors(b, cfg, g, batch, offset, dev)
         k = _blur_matrix(b, size, cfg, g, batch, offset, dev)
         if other_w is not None:
             o2 = _geometry(other_w, p, q, swap).contiguous(memory_format=memory_format)
@@ -359,12 +369,14 @@ def _views(images_uint8, other, crop_specs, crop_size, cfg, g, batch, offset, me
         o = torch.bmm(left, t.view(b, s_in, 4 * size)).view(b, size, 4, size)  # rows: (b, i, 4, j)
         lum = o[:, :, 3:4, :]
         m0 = lum.float().mean(dim=(1, 2, 3))  # mean luma of the view
-        # jitter (colour_jitter's affine map) as y_c = α·x_c + β·luma + γ, then the normalisation (y − mean)/std
+        # jitter (colour_jitter's affine map) as y_c = f_g,c·(α·x_c + β·luma + γ), then the normalisation
+        # (y − mean)/std
         alpha, beta = fc * fb * fs, fc * fb * (1 - fs)
         gamma = (1 - fc) * fb * m0
-        a_c = (alpha.view(b, 1) * inv_std).to(wd).view(b, 1, 3, 1)
-        b_c = (beta.view(b, 1) * inv_std).to(wd).view(b, 1, 3, 1)
-        g_c = (gamma.view(b, 1) * inv_std + shift).to(wd).view(b, 1, 3, 1)
+        gain = fg * inv_std  # (b, 3)
+        a_c = (alpha.view(b, 1) * gain).to(wd).view(b, 1, 3, 1)
+        b_c = (beta.view(b, 1) * gain).to(wd).view(b, 1, 3, 1)
+        g_c = (gamma.view(b, 1) * gain + shift).to(wd).view(b, 1, 3, 1)
         y = torch.addcmul(g_c, lum, b_c)  # (b, i, 3, j)
         y.addcmul_(o[:, :, :3, :], a_c)
         y.clamp_(lo, hi)  # the normalised images of 0 and 1: the clamp to [0, 1]
