@@ -205,6 +205,8 @@ def changed_jobs(before: Plan, after: Plan) -> set[str]:
                                "report_items_data", "report_items_appearance", "report_items_pretraining",
                                "report_items_evaluation"}),
     ({"pretrain": {"method_params": {"ssw": {"n_projections": 7}}}}, {"pretrain"}),
+    ({"pretrain": {"augment": {"channel_gain": 0.2}}}, {"pretrain"}),
+    ({"pretrain": {"augment": {"channel_gain": 0.0}}}, set()),  # off: the params of before the option existed
     ({"evaluate": {"linear": {"steps": 7}}}, {"evaluate", "evaluate_model"}),  # the maps use linear/simclr
     ({"appearance": {"tsne": {"perplexity": 5}}}, {"appearance_embed"}),
     ({"appearance": {"svm": {"nu": 0.2}}}, {"appearance_score"}),
@@ -233,6 +235,14 @@ def test_only_the_test_sets_that_hold_out_tiles_read_evaluate_holdout():
         plan_of({"evaluate": {"test_set": "cross_city"}})
     assert all(j.cfg["holdout"] == {"fraction": 0.2, "block_km": 5, "seed": 0}
                for j in plan_of({"evaluate": {"test_set": "labeled_holdout"}}).jobs("evaluate"))
+
+
+def test_the_channel_gain_is_in_the_pretraining_params_only_when_on():
+    def augment(plan):
+        return [json.loads(j.params["cfg"])["augment"] for j in plan.jobs("pretrain")]
+
+    assert all("channel_gain" not in a and a["saturation"] == 0.2 for a in augment(plan_of()))
+    assert all(a["channel_gain"] == 0.2 for a in augment(plan_of({"pretrain": {"augment": {"channel_gain": 0.2}}})))
 
 
 def test_a_method_param_changes_only_that_methods_jobs():

@@ -181,6 +181,9 @@ class Plan(ReportJobs):
         the ``elevation`` section for a method that reads elevation, which ``tmf pretrain`` takes apart)."""
         pre = self.params["pretrain"]
         cfg = {k: v for k, v in pre.items() if k not in PRETRAIN_JOB_KEYS}
+        if not pre["augment"]["channel_gain"]:
+            # off, the gain draws nothing and the job does not depend on it: runs finished before it existed stay done
+            cfg["augment"] = {k: v for k, v in pre["augment"].items() if k != "channel_gain"}
         cfg["method_params"] = {method: pre["method_params"][method]}
         if needs_dem(method):
             cfg["elevation"] = self.params["elevation"]
